@@ -1,0 +1,387 @@
+//! One lookup request and its classification: every HTTP outcome becomes exactly one
+//! [`Verdict`] here, and nowhere else. Retries, pacing and files are not this module's job.
+
+use std::error::Error as _;
+use std::time::{Duration, SystemTime};
+
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use serde_json::value::RawValue;
+
+use crate::api::auth::Token;
+use crate::api::model::{LookupAnswer, LookupRequest, APP_KEY_HEADER, LOOKUP_PATH};
+use crate::key::CallKey;
+use crate::outcome::{Fields, LookupKind};
+
+/// What one request told us.
+#[derive(Debug)]
+pub struct Attempt {
+    pub verdict: Verdict,
+    /// `None` when no HTTP answer came (timeout, network).
+    pub status: Option<u16>,
+    pub retry_after: Option<Duration>,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Verdict {
+    Found(Fields),
+    /// 200 with no fields: the platform knows no such call.
+    NotFound,
+    /// This row failed and trying again will not change that.
+    Final(LookupKind, String),
+    /// This row failed in a way that may pass: retry after a back-off.
+    Transient(LookupKind, String),
+    /// 401: the token may have expired; refresh once and retry.
+    TokenRejected,
+    /// 404: the base URL or path is wrong, so every row would fail the same way.
+    WrongUrl,
+}
+
+pub struct Client {
+    http: reqwest::Client,
+    url: String,
+    app_key: String,
+}
+
+impl Client {
+    pub fn new(http: reqwest::Client, base_url: &str, app_key: String) -> Client {
+        Client {
+            http,
+            url: format!("{base_url}{LOOKUP_PATH}"),
+            app_key,
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub async fn attempt(&self, key: &CallKey, token: &Token) -> Attempt {
+        let body = LookupRequest {
+            call_id: (&*key.call_id).into(),
+            user_id: (&*key.user_id).into(),
+            tenant_id: (&*key.tenant_id).into(),
+            agent_id: (&*key.agent_id).into(),
+        };
+        let sent = self
+            .http
+            .post(&self.url)
+            .bearer_auth(token.value.expose())
+            .header(APP_KEY_HEADER, &self.app_key)
+            .json(&body)
+            .send()
+            .await;
+        let response = match sent {
+            Ok(r) => r,
+            Err(e) => return transport_failure(&e),
+        };
+        let status = response.status().as_u16();
+        let retry_after = retry_after(response.headers());
+        let bytes = match response.bytes().await {
+            Ok(b) => b,
+            Err(e) => {
+                let mut a = transport_failure(&e);
+                a.status = Some(status);
+                return a;
+            }
+        };
+        Attempt {
+            verdict: classify(status, &bytes, &key.call_id),
+            status: Some(status),
+            retry_after,
+        }
+    }
+}
+
+fn transport_failure(e: &reqwest::Error) -> Attempt {
+    let verdict = if e.is_timeout() {
+        Verdict::Transient(LookupKind::Timeout, "no answer within --timeout".into())
+    } else {
+        Verdict::Transient(LookupKind::Network, describe(e))
+    };
+    Attempt {
+        verdict,
+        status: None,
+        retry_after: None,
+    }
+}
+
+/// The classification table of the contract, applied to a complete answer.
+pub fn classify(status: u16, body: &[u8], call_id: &str) -> Verdict {
+    match status {
+        200 => match parse_answer(body, call_id) {
+            Ok(Some(fields)) => Verdict::Found(fields),
+            Ok(None) => Verdict::NotFound,
+            Err(BadAnswer::Garbled(m)) => Verdict::Transient(LookupKind::InvalidResponse, m),
+            Err(BadAnswer::Wrong(m)) => Verdict::Final(LookupKind::InvalidResponse, m),
+        },
+        400 => Verdict::Final(
+            LookupKind::BadRequest,
+            format!("HTTP 400: {}", snippet(body)),
+        ),
+        401 => Verdict::TokenRejected,
+        403 => Verdict::Final(
+            LookupKind::Unauthorized,
+            format!("HTTP 403: {}", snippet(body)),
+        ),
+        404 => Verdict::WrongUrl,
+        429 => Verdict::Transient(LookupKind::RateLimited, "HTTP 429".into()),
+        500..=599 => Verdict::Transient(
+            LookupKind::ServerError,
+            format!("HTTP {status}: {}", snippet(body)),
+        ),
+        _ => Verdict::Final(
+            LookupKind::InvalidResponse,
+            format!("unexpected HTTP {status}"),
+        ),
+    }
+}
+
+/// Why a 200 answer could not be used.
+#[derive(Debug, PartialEq)]
+pub enum BadAnswer {
+    /// Not JSON at all (empty, truncated, an HTML error page): likely a passing fault.
+    Garbled(String),
+    /// JSON, but not what the API documents: asking again gives the same answer.
+    Wrong(String),
+}
+
+/// Parse a 200 body. `Ok(None)` is "not found". Numbers are read from their JSON text, so
+/// a 25-digit phone number keeps every digit.
+pub fn parse_answer(body: &[u8], call_id: &str) -> Result<Option<Fields>, BadAnswer> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(BadAnswer::Garbled("empty body".into()));
+    }
+    let answer: LookupAnswer = match serde_json::from_slice(body) {
+        Ok(a) => a,
+        Err(e) if e.is_data() => {
+            return Err(BadAnswer::Wrong(format!(
+                "body is JSON but not an answer object: {e}"
+            )))
+        }
+        Err(_) => return Err(BadAnswer::Garbled("body is not JSON".into())),
+    };
+    if let Some(echo) = answer.call_id.and_then(non_null) {
+        let echoed = text(echo).map_err(|e| wrong("callId", e))?;
+        if echoed.as_deref() != Some(call_id) {
+            return Err(BadAnswer::Wrong(format!(
+                "echoed callId {} differs from the request",
+                echo.get()
+            )));
+        }
+    }
+    let fields = Fields {
+        caller: field(answer.caller, "caller", digits)?,
+        called: field(answer.called, "called", digits)?,
+        media_ability: field(answer.media_ability, "mediaAbility", int)?,
+        call_data: field(answer.calldata, "calldata", text)?,
+        call_skill_id: field(answer.call_skill_id, "callSkillId", int)?,
+        call_skill: field(answer.call_skill, "callSkill", text)?,
+        call_type: field(answer.call_type, "callType", int)?,
+    };
+    if fields == Fields::default() {
+        return Ok(None);
+    }
+    Ok(Some(fields))
+}
+
+fn non_null(raw: &RawValue) -> Option<&RawValue> {
+    (raw.get() != "null").then_some(raw)
+}
+
+fn wrong(name: &str, why: String) -> BadAnswer {
+    BadAnswer::Wrong(format!("field {name}: {why}"))
+}
+
+fn field<T>(
+    raw: Option<&RawValue>,
+    name: &str,
+    read: fn(&RawValue) -> Result<Option<T>, String>,
+) -> Result<Option<T>, BadAnswer> {
+    match raw {
+        None => Ok(None),
+        Some(r) => read(r).map_err(|why| wrong(name, why)),
+    }
+}
+
+/// A phone number: a JSON integer of any length, or a string of digits (an optional `+`
+/// first). Never a float, so never rounded and never in scientific notation.
+fn digits(raw: &RawValue) -> Result<Option<String>, String> {
+    let s = raw.get();
+    if s == "null" {
+        return Ok(None);
+    }
+    let value = if s.starts_with('"') {
+        let v: String = serde_json::from_str(s).map_err(|e| e.to_string())?;
+        let v = v.trim().to_owned();
+        if v.is_empty() {
+            return Ok(None);
+        }
+        v
+    } else {
+        s.to_owned()
+    };
+    let body = value.strip_prefix('+').unwrap_or(&value);
+    if body.is_empty() || !body.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("expected a phone number of digits, got {s}"));
+    }
+    Ok(Some(value))
+}
+
+/// An integer column: a JSON integer, or a string holding one.
+fn int(raw: &RawValue) -> Result<Option<i64>, String> {
+    let s = raw.get();
+    if s == "null" {
+        return Ok(None);
+    }
+    let inner = if s.starts_with('"') {
+        serde_json::from_str::<String>(s).map_err(|e| e.to_string())?
+    } else {
+        s.to_owned()
+    };
+    let inner = inner.trim();
+    if inner.is_empty() {
+        return Ok(None);
+    }
+    inner
+        .parse::<i64>()
+        .map(Some)
+        .map_err(|_| format!("expected an integer, got {s}"))
+}
+
+/// A text column: a JSON string, or a number kept as its JSON text.
+fn text(raw: &RawValue) -> Result<Option<String>, String> {
+    let s = raw.get();
+    match s.as_bytes().first() {
+        Some(b'"') => serde_json::from_str::<String>(s)
+            .map(Some)
+            .map_err(|e| e.to_string()),
+        Some(b'-' | b'0'..=b'9') => Ok(Some(s.to_owned())),
+        _ if s == "null" => Ok(None),
+        _ => Err(format!("expected text, got {s}")),
+    }
+}
+
+/// The first 200 characters of an error body, on one line.
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let one_line: String = text
+        .chars()
+        .take(200)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    one_line.trim().to_owned()
+}
+
+/// `Retry-After` in either form the HTTP spec allows: delta-seconds or an HTTP date.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(
+        when.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// A transport error in a few words, from the innermost cause ("connection refused"),
+/// without the request's URL or headers.
+pub fn describe(e: &reqwest::Error) -> String {
+    let what = if e.is_connect() {
+        "cannot connect"
+    } else if e.is_body() || e.is_decode() {
+        "connection lost while reading the answer"
+    } else {
+        "request failed"
+    };
+    let mut cause = e.source();
+    while let Some(inner) = cause.and_then(|c| c.source()) {
+        cause = Some(inner);
+    }
+    match cause {
+        Some(c) => format!("{what}: {c}"),
+        None => what.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(body: &str) -> Fields {
+        match parse_answer(body.as_bytes(), "c1") {
+            Ok(Some(f)) => f,
+            other => panic!("{body}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn documented_example() {
+        let f = ok(r#"{"caller": 70004, "called": 60015, "mediaAbility": 1, "calldata": "1",
+            "callId": "c1", "callSkillId": 1, "callSkill": "voice", "callType": 0}"#);
+        assert_eq!(f.caller.as_deref(), Some("70004"));
+        assert_eq!(f.called.as_deref(), Some("60015"));
+        assert_eq!(f.media_ability, Some(1));
+        assert_eq!(f.call_data.as_deref(), Some("1"));
+        assert_eq!(f.call_skill_id, Some(1));
+        assert_eq!(f.call_skill.as_deref(), Some("voice"));
+        assert_eq!(f.call_type, Some(0));
+    }
+
+    #[test]
+    fn long_numbers_keep_every_digit() {
+        let n25 = "1234567890123456789012345";
+        let f = ok(&format!(r#"{{"caller": {n25}, "called": "{n25}"}}"#));
+        assert_eq!(f.caller.as_deref(), Some(n25));
+        assert_eq!(f.called.as_deref(), Some(n25));
+    }
+
+    #[test]
+    fn not_found_and_bad_bodies() {
+        assert_eq!(parse_answer(b"{}", "c1"), Ok(None));
+        assert_eq!(parse_answer(b"{\"caller\": null}", "c1"), Ok(None));
+        assert!(matches!(parse_answer(b"", "c1"), Err(BadAnswer::Garbled(_))));
+        assert!(matches!(parse_answer(b"<html>", "c1"), Err(BadAnswer::Garbled(_))));
+        assert!(matches!(parse_answer(b"{\"caller\": 1", "c1"), Err(BadAnswer::Garbled(_))));
+        assert!(matches!(parse_answer(b"[1]", "c1"), Err(BadAnswer::Wrong(_))));
+        assert!(matches!(
+            parse_answer(br#"{"callId": "c2", "caller": 1}"#, "c1"),
+            Err(BadAnswer::Wrong(_))
+        ));
+        assert!(matches!(
+            parse_answer(br#"{"caller": 1.5e19}"#, "c1"),
+            Err(BadAnswer::Wrong(_))
+        ));
+        assert!(matches!(
+            parse_answer(br#"{"callType": "voice"}"#, "c1"),
+            Err(BadAnswer::Wrong(_))
+        ));
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(classify(401, b"", "c"), Verdict::TokenRejected);
+        assert_eq!(classify(404, b"", "c"), Verdict::WrongUrl);
+        assert!(matches!(classify(400, b"x", "c"), Verdict::Final(LookupKind::BadRequest, _)));
+        assert!(matches!(
+            classify(429, b"", "c"),
+            Verdict::Transient(LookupKind::RateLimited, _)
+        ));
+        assert!(matches!(
+            classify(503, b"", "c"),
+            Verdict::Transient(LookupKind::ServerError, _)
+        ));
+    }
+
+    #[test]
+    fn retry_after_both_forms() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, "3".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+        let later = SystemTime::now() + Duration::from_secs(120);
+        h.insert(RETRY_AFTER, httpdate::fmt_http_date(later).parse().unwrap());
+        let d = retry_after(&h).unwrap();
+        assert!(d > Duration::from_secs(100) && d <= Duration::from_secs(120), "{d:?}");
+    }
+}

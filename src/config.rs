@@ -1,0 +1,211 @@
+//! From command-line arguments to a [`Job`]: formats, the report's default path, column
+//! names, limits and credentials. The only code that reads the app secret.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::cli::EnrichArgs;
+use crate::engine::progress::ProgressMode;
+use crate::input::{FieldSpec, Format, KeySpec, Source};
+use crate::output::Destination;
+use crate::secret::Secret;
+
+/// Everything an enrich run needs, checked.
+#[derive(Debug)]
+pub struct Job {
+    pub input: Source,
+    pub input_format: Format,
+    pub output: Destination,
+    pub output_format: Format,
+    pub errors: PathBuf,
+    pub keys: KeySpec,
+    pub base_url: String,
+    pub app_key: String,
+    pub app_secret: Secret,
+    /// `None`: no limit.
+    pub rate: Option<f64>,
+    pub concurrency: usize,
+    pub max_retries: u32,
+    pub timeout: Duration,
+    pub token_lifetime: Duration,
+    pub progress: ProgressMode,
+    pub progress_interval: Duration,
+    pub summary_json: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("the app secret is not taken as an argument (it would show in `ps` and shell history): set CEC_APP_SECRET or use --app-secret-file")]
+    SecretOnCommandLine,
+    #[error("no app key: set CEC_APP_KEY or pass --app-key")]
+    NoAppKey,
+    #[error("no app secret: set CEC_APP_SECRET or pass --app-secret-file")]
+    NoAppSecret,
+    #[error("{path}: cannot read the app secret: {source}")]
+    SecretFile {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: empty app secret file")]
+    EmptySecretFile { path: String },
+    #[error("{path}: cannot tell the {which} format from the extension; use .csv or .parquet, or pass --{which}-format")]
+    UnknownFormat { path: String, which: &'static str },
+    #[error("--base-url {url}: {why}")]
+    BadUrl { url: String, why: String },
+    #[error("{flag} must be {what}")]
+    BadValue { flag: &'static str, what: &'static str },
+    #[error("{path}: the output would overwrite the input; choose another OUTPUT")]
+    OutputIsInput { path: String },
+    #[error("{0}")]
+    Usage(&'static str),
+}
+
+impl Job {
+    pub fn from_args(args: EnrichArgs) -> Result<Job, ConfigError> {
+        if args.app_secret.is_some() {
+            return Err(ConfigError::SecretOnCommandLine);
+        }
+        let input = Source::parse(&args.input);
+        let output = Destination::parse(&args.output);
+        let input_format = match (args.input_format, &input) {
+            (Some(f), _) => f,
+            (None, Source::Stdin) => Format::Csv,
+            (None, Source::File(p)) => format_of(p, "input")?,
+        };
+        let output_format = match (args.output_format, &output) {
+            (Some(f), _) => f,
+            (None, Destination::Stdout) => Format::Csv,
+            (None, Destination::File(p)) => format_of(p, "output")?,
+        };
+        if output == Destination::Stdout && output_format == Format::Parquet {
+            return Err(ConfigError::Usage("Parquet output cannot go to stdout; name a file"));
+        }
+        let errors = match (&args.errors, &output) {
+            (Some(p), _) => p.clone(),
+            (None, Destination::File(p)) => p.with_extension("errors.csv"),
+            (None, Destination::Stdout) => {
+                return Err(ConfigError::Usage(
+                    "with OUTPUT `-` the error report needs a path: pass --errors PATH",
+                ))
+            }
+        };
+        if let (Source::File(i), Destination::File(o)) = (&input, &output) {
+            if same_file(i, o) || same_file(i, &errors) {
+                return Err(ConfigError::OutputIsInput {
+                    path: o.display().to_string(),
+                });
+            }
+        }
+        let app_key = args
+            .app_key
+            .filter(|k| !k.trim().is_empty())
+            .ok_or(ConfigError::NoAppKey)?;
+        let app_secret = read_secret(args.app_secret_file.as_deref())?;
+        let base_url = check_url(&args.base_url)?;
+        let rate = match args.rate {
+            r if r == 0.0 => None,
+            r if r.is_finite() && r > 0.0 => Some(r),
+            _ => return Err(ConfigError::BadValue { flag: "--rate", what: "a positive number, or 0 for no limit" }),
+        };
+        if args.concurrency == 0 {
+            return Err(ConfigError::BadValue { flag: "--concurrency", what: "at least 1" });
+        }
+        let secs = |v: f64, flag| {
+            (v.is_finite() && v > 0.0)
+                .then(|| Duration::from_secs_f64(v))
+                .ok_or(ConfigError::BadValue { flag, what: "a positive number of seconds" })
+        };
+        let field = |column: Option<String>, default: Option<String>| FieldSpec { column, default };
+        Ok(Job {
+            input,
+            input_format,
+            output,
+            output_format,
+            errors,
+            keys: KeySpec {
+                call_id: field(args.call_id_column, None),
+                user_id: field(args.user_id_column, args.user_id),
+                tenant_id: field(args.tenant_id_column, args.tenant_id),
+                agent_id: field(args.agent_id_column, args.agent_id),
+            },
+            base_url,
+            app_key,
+            app_secret,
+            rate,
+            concurrency: args.concurrency,
+            max_retries: args.max_retries,
+            timeout: secs(args.timeout, "--timeout")?,
+            token_lifetime: Duration::from_secs(args.token_lifetime.clamp(60, 3600)),
+            progress: args.progress,
+            progress_interval: secs(args.progress_interval, "--progress-interval")?,
+            summary_json: args.summary_json,
+        })
+    }
+}
+
+fn format_of(path: &Path, which: &'static str) -> Result<Format, ConfigError> {
+    Format::from_path(path).ok_or_else(|| ConfigError::UnknownFormat {
+        path: path.display().to_string(),
+        which,
+    })
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+fn check_url(url: &str) -> Result<String, ConfigError> {
+    let bad = |why: &str| ConfigError::BadUrl {
+        url: url.to_owned(),
+        why: why.to_owned(),
+    };
+    let parsed = reqwest::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+    if !matches!(parsed.scheme(), "https" | "http") {
+        return Err(bad("the scheme must be https (or http)"));
+    }
+    if parsed.host().is_none() {
+        return Err(bad("no host"));
+    }
+    Ok(url.trim_end_matches('/').to_owned())
+}
+
+/// The secret from `--app-secret-file`, else env `CEC_APP_SECRET`.
+fn read_secret(file: Option<&Path>) -> Result<Secret, ConfigError> {
+    let Some(path) = file else {
+        return std::env::var("CEC_APP_SECRET")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .map(Secret::new)
+            .ok_or(ConfigError::NoAppSecret);
+    };
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
+        path: name.clone(),
+        source,
+    })?;
+    warn_if_shared(path);
+    let secret = text.trim_end_matches(['\r', '\n']);
+    if secret.is_empty() {
+        return Err(ConfigError::EmptySecretFile { path: name });
+    }
+    Ok(Secret::new(secret))
+}
+
+#[cfg(unix)]
+fn warn_if_shared(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(
+                "{}: the app secret file is readable by other users; chmod 600 it",
+                path.display()
+            );
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_shared(_: &Path) {}

@@ -1,0 +1,140 @@
+//! Progress for people: a bar on a terminal, otherwise one log line per interval. It reads
+//! the counters on a tick, never per row, and writes only to stderr.
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::stats::Stats;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProgressMode {
+    /// A bar when stderr is a terminal, otherwise a log line per interval.
+    Auto,
+    /// Always the bar.
+    Always,
+    Never,
+}
+
+/// What the progress display knows of the input's size.
+pub struct Size {
+    /// Exact row count (Parquet).
+    pub rows: Option<u64>,
+    /// Total bytes and bytes read so far (CSV): rows are estimated from their ratio.
+    pub bytes: Option<(u64, Arc<AtomicU64>)>,
+}
+
+impl Size {
+    fn estimate(&self, rows_done: u64) -> Option<u64> {
+        if let Some(rows) = self.rows {
+            return Some(rows);
+        }
+        let (total, read) = self.bytes.as_ref()?;
+        let read = read.load(Relaxed);
+        (read > 0 && rows_done > 0).then(|| (rows_done as f64 * *total as f64 / read as f64) as u64)
+    }
+}
+
+pub struct Progress {
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Progress {
+    pub fn start(mode: ProgressMode, interval: Duration, stats: Arc<Stats>, size: Size) -> Progress {
+        let stop = CancellationToken::new();
+        let bar = match mode {
+            ProgressMode::Never => None,
+            ProgressMode::Always => Some(true),
+            ProgressMode::Auto => Some(std::io::stderr().is_terminal()),
+        };
+        let task = match bar {
+            None => tokio::spawn(async {}),
+            Some(true) => tokio::spawn(draw_bar(stats, size, stop.clone())),
+            Some(false) => tokio::spawn(log_lines(stats, size, interval, stop.clone())),
+        };
+        Progress { stop, task }
+    }
+
+    pub async fn finish(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// Figures shared by the bar and the log line.
+struct Snapshot {
+    rows: u64,
+    total: Option<u64>,
+    lookups_per_s: f64,
+    errors: u64,
+    throttled: u64,
+}
+
+fn snapshot(stats: &Stats, size: &Size, started: Instant) -> Snapshot {
+    let rows = Stats::get(&stats.rows);
+    let secs = started.elapsed().as_secs_f64().max(1e-3);
+    Snapshot {
+        rows,
+        total: size.estimate(rows),
+        lookups_per_s: Stats::get(&stats.requests) as f64 / secs,
+        errors: stats.failed_total(),
+        throttled: Stats::get(&stats.throttled),
+    }
+}
+
+async fn draw_bar(stats: Arc<Stats>, size: Size, stop: CancellationToken) {
+    let started = Instant::now();
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} rows  {msg}  eta {eta}",
+        )
+        .expect("valid template"),
+    );
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => break,
+        }
+        let s = snapshot(&stats, &size, started);
+        if let Some(total) = s.total {
+            bar.set_length(total.max(s.rows));
+        }
+        bar.set_position(s.rows);
+        bar.set_message(format!(
+            "{:.0} lookups/s  {} errors  {} throttled",
+            s.lookups_per_s, s.errors, s.throttled
+        ));
+    }
+    bar.finish_and_clear();
+}
+
+async fn log_lines(stats: Arc<Stats>, size: Size, interval: Duration, stop: CancellationToken) {
+    let started = Instant::now();
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        let s = snapshot(&stats, &size, started);
+        let of = match s.total {
+            Some(t) => format!("/{t}"),
+            None => String::new(),
+        };
+        tracing::info!(
+            "progress: {}{of} rows, {:.1} lookups/s, {} errors, {} throttled",
+            s.rows,
+            s.lookups_per_s,
+            s.errors,
+            s.throttled
+        );
+    }
+}

@@ -1,0 +1,50 @@
+//! The run's counters: atomics bumped once per request or row, read by the progress
+//! display and the summary. Tallied by kind, never a list of results.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::outcome::{LookupKind, Outcome};
+
+#[derive(Default)]
+pub struct Stats {
+    /// Rows handed to the writer, in order.
+    pub rows: AtomicU64,
+    pub ok: AtomicU64,
+    failed: [AtomicU64; 9],
+    /// Lookup HTTP requests, retries included (token requests are counted by the provider).
+    pub requests: AtomicU64,
+    pub retries: AtomicU64,
+    /// 429 answers received.
+    pub throttled: AtomicU64,
+    /// Distinct keys looked up over HTTP (rows that shared a key with an earlier row reuse
+    /// its outcome).
+    pub lookups: AtomicU64,
+    /// Rows whose outcome came from an earlier identical key in this run.
+    pub deduplicated: AtomicU64,
+}
+
+impl Stats {
+    pub fn count_row(&self, outcome: &Outcome) {
+        self.rows.fetch_add(1, Relaxed);
+        match outcome {
+            Outcome::Ok(_) => self.ok.fetch_add(1, Relaxed),
+            Outcome::Failed(f) => self.failed[f.kind.index()].fetch_add(1, Relaxed),
+        };
+    }
+
+    pub fn failed(&self, kind: LookupKind) -> u64 {
+        self.failed[kind.index()].load(Relaxed)
+    }
+
+    pub fn failed_total(&self) -> u64 {
+        self.failed.iter().map(|c| c.load(Relaxed)).sum()
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Relaxed)
+    }
+
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Relaxed);
+    }
+}

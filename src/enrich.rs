@@ -1,0 +1,116 @@
+//! `callinfo enrich`: wires reader -> engine -> writer for one job and decides what the
+//! run produced. Each stage runs on its own: the reader and writer on blocking threads,
+//! the lookups on the async runtime, joined by bounded channels.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::auth::TokenProvider;
+use crate::api::client::Client;
+use crate::backoff::Backoff;
+use crate::config::Job;
+use crate::engine::progress::{Progress, Size};
+use crate::engine::{End, Engine, EngineError, Lookups, Stats};
+use crate::input::{Batch, InputError, Reader};
+use crate::output::{Done, OutputError, Writer};
+use crate::pace::Pacer;
+use crate::summary::Summary;
+use crate::{api, Error, Status};
+
+/// Batches queued between stages: enough to keep each busy, few enough to bound memory.
+const QUEUE: usize = 2;
+
+pub async fn run(job: Job, cancel: CancellationToken) -> Result<(Status, Summary), Error> {
+    let started = Instant::now();
+    let reader = Reader::open(&job.input, job.input_format, &job.keys)?;
+    let writer = Writer::create(&job.output, job.output_format, &job.errors, &reader.schema)?;
+
+    let pacer = Arc::new(Pacer::new(job.rate));
+    let backoff = Backoff::new(job.max_retries);
+    let http = api::http_client(job.timeout, job.concurrency)
+        .map_err(|e| Error::Setup(format!("cannot set up the HTTP client: {e}")))?;
+    let tokens = Arc::new(TokenProvider::new(
+        http.clone(),
+        &job.base_url,
+        job.app_key.clone(),
+        job.app_secret.clone(),
+        job.token_lifetime,
+        pacer.clone(),
+        backoff,
+    ));
+    // Fail fast: rejected credentials or a wrong base URL stop the run before any row.
+    tokens.get().await.map_err(EngineError::from)?;
+
+    let stats = Arc::new(Stats::default());
+    let engine = Arc::new(Engine {
+        lookups: Lookups {
+            client: Client::new(http, &job.base_url, job.app_key.clone()),
+            tokens: tokens.clone(),
+            pacer,
+            backoff,
+            permits: tokio::sync::Semaphore::new(job.concurrency),
+            stats: stats.clone(),
+        },
+        window: (job.concurrency * 16).max(256),
+        grace: job.timeout.min(Duration::from_secs(10)),
+    });
+
+    let bytes_read = Arc::new(AtomicU64::new(0));
+    let size = Size {
+        rows: reader.total_rows,
+        bytes: reader.total_bytes.map(|t| (t, bytes_read.clone())),
+    };
+    let (batch_tx, batch_rx) = mpsc::channel(QUEUE);
+    tokio::task::spawn_blocking(move || read_all(reader, batch_tx, bytes_read));
+    let (done_tx, done_rx) = mpsc::channel(QUEUE);
+    let write_task = tokio::task::spawn_blocking(move || write_all(writer, done_rx));
+
+    let progress = Progress::start(job.progress, job.progress_interval, stats.clone(), size);
+    let end = engine.run(batch_rx, done_tx, cancel).await;
+    progress.finish().await;
+    let written = write_task.await.expect("the writer thread does not panic");
+
+    let writer = match (end, written) {
+        // The writer's own error says more than the engine's "writer stopped".
+        (_, Err(e)) => return Err(e.into()),
+        (Err(e), Ok(_)) => return Err(e.into()),
+        (Ok(End::Interrupted), Ok(_unfinished)) => {
+            let summary = Summary::new(&stats, tokens.requests(), started.elapsed(), 130);
+            return Ok((Status::Interrupted, summary));
+        }
+        (Ok(End::Complete), Ok(writer)) => writer,
+    };
+    tokio::task::spawn_blocking(move || writer.finish())
+        .await
+        .expect("the writer thread does not panic")?;
+    let status = if stats.failed_total() == 0 {
+        Status::AllOk
+    } else {
+        Status::SomeFailed
+    };
+    let summary = Summary::new(&stats, tokens.requests(), started.elapsed(), status.code());
+    Ok((status, summary))
+}
+
+fn read_all(mut reader: Reader, tx: mpsc::Sender<Result<Batch, InputError>>, bytes: Arc<AtomicU64>) {
+    while let Some(batch) = reader.next_batch() {
+        let failed = batch.is_err();
+        if let Some(b) = reader.bytes_read() {
+            bytes.store(b, Relaxed);
+        }
+        if tx.blocking_send(batch).is_err() || failed {
+            return;
+        }
+    }
+}
+
+fn write_all(mut writer: Writer, mut rx: mpsc::Receiver<Done>) -> Result<Writer, OutputError> {
+    while let Some(done) = rx.blocking_recv() {
+        writer.write(&done)?;
+    }
+    Ok(writer)
+}

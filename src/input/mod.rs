@@ -1,0 +1,151 @@
+//! Readers: turn an input file into [`Batch`]es of Arrow columns plus the lookup key of
+//! every row. They know nothing of HTTP; they only say what each row asks for.
+
+mod csv;
+mod keys;
+mod parquet;
+
+use std::path::{Path, PathBuf};
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+
+pub use keys::{FieldSpec, KeyColumns, KeySpec};
+
+use crate::key::RowKey;
+
+/// Rows per batch: big enough to amortise per-batch work, small enough that the batches
+/// alive at once (reader queue + reorder window + writer queue) stay a few MB.
+pub const BATCH_ROWS: usize = 4096;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Csv,
+    Parquet,
+}
+
+impl Format {
+    /// The format a path's extension names, if any.
+    pub fn from_path(path: &Path) -> Option<Format> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        match ext.as_str() {
+            "csv" => Some(Format::Csv),
+            "parquet" | "pq" => Some(Format::Parquet),
+            _ => None,
+        }
+    }
+}
+
+/// Where rows come from: a file, or stdin (`-`, CSV only).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    File(PathBuf),
+    Stdin,
+}
+
+impl Source {
+    pub fn parse(arg: &Path) -> Source {
+        if arg == Path::new("-") {
+            Source::Stdin
+        } else {
+            Source::File(arg.to_owned())
+        }
+    }
+
+    /// How the source is named in messages.
+    pub fn name(&self) -> String {
+        match self {
+            Source::File(p) => p.display().to_string(),
+            Source::Stdin => "<stdin>".into(),
+        }
+    }
+}
+
+/// Rows `first_row ..` of the input (1-based data row numbers, as in the error report).
+pub struct Batch {
+    pub first_row: u64,
+    pub data: RecordBatch,
+    pub keys: Vec<RowKey>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("{file}: cannot read: {source}")]
+    Io {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file}: empty file: expected a header row naming the columns")]
+    Empty { file: String },
+    #[error("{file}: no {wanted} column (looked for {aliases}); columns found: {found}; name it with {flag}")]
+    MissingColumn {
+        file: String,
+        wanted: &'static str,
+        aliases: String,
+        found: String,
+        flag: &'static str,
+    },
+    #[error("{file}: column `{column}` is {data_type}; {wanted} must be text or integers (a float cannot hold every ID exactly)")]
+    KeyColumnType {
+        file: String,
+        column: String,
+        data_type: String,
+        wanted: &'static str,
+    },
+    #[error("{file}: row {row}: {message}")]
+    Row {
+        file: String,
+        row: u64,
+        message: String,
+    },
+    #[error("{file}: not a readable Parquet file ({message}); if it is CSV, pass --input-format csv")]
+    NotParquet { file: String, message: String },
+    #[error("{file}: cannot read Parquet: {message}")]
+    Parquet { file: String, message: String },
+    #[error("Parquet input cannot come from stdin; pass a file path")]
+    ParquetStdin,
+}
+
+/// An open input: its schema is known before any row is read, so the writer can be set up
+/// (and every column problem reported) before the first lookup.
+pub struct Reader {
+    pub schema: SchemaRef,
+    /// Rows in the input when the format knows it up front (Parquet).
+    pub total_rows: Option<u64>,
+    /// Bytes in the input, for a CSV progress estimate.
+    pub total_bytes: Option<u64>,
+    inner: Inner,
+}
+
+enum Inner {
+    Csv(csv::CsvReader),
+    Parquet(parquet::ParquetReader),
+}
+
+impl Reader {
+    pub fn open(source: &Source, format: Format, spec: &KeySpec) -> Result<Reader, InputError> {
+        match format {
+            Format::Csv => csv::CsvReader::open(source, spec),
+            Format::Parquet => match source {
+                Source::File(path) => parquet::ParquetReader::open(path, spec),
+                Source::Stdin => Err(InputError::ParquetStdin),
+            },
+        }
+    }
+
+    /// Bytes consumed so far, where the format can tell.
+    pub fn bytes_read(&self) -> Option<u64> {
+        match &self.inner {
+            Inner::Csv(r) => Some(r.bytes_read()),
+            Inner::Parquet(_) => None,
+        }
+    }
+
+    /// The next batch; `None` at the end. Blocking: run it off the async threads.
+    pub fn next_batch(&mut self) -> Option<Result<Batch, InputError>> {
+        match &mut self.inner {
+            Inner::Csv(r) => r.next_batch(),
+            Inner::Parquet(r) => r.next_batch(),
+        }
+    }
+}

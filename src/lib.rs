@@ -1,0 +1,136 @@
+//! callinfo: enrich exported CEC call logs with `queryCallInfoByCallId`.
+//!
+//! # Layout
+//! Data flows one way, as a stream with bounded memory:
+//!
+//! ```text
+//! input (CSV | Parquet) -> engine (pace, retry, order) -> output (CSV | Parquet, report)
+//!                            |
+//!                            api (token, one request -> one classified verdict)
+//! ```
+//!
+//! - [`cli`] defines the command line; [`config`] checks it into a [`config::Job`].
+//! - [`enrich`], [`demo`] and [`sim`] are the commands.
+//! - [`input`] reads batches and each row's [`key::CallKey`]; [`output`] writes them back.
+//! - [`api`] speaks to the CEC API; [`pace`] and [`backoff`] are the request discipline.
+//! - [`engine`] runs the lookups concurrently and releases rows in input order.
+//! - [`outcome`] is what a row ends with; [`summary`] is what a run ends with.
+
+pub mod api;
+pub mod backoff;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod engine;
+pub mod enrich;
+pub mod input;
+pub mod key;
+pub mod outcome;
+pub mod output;
+pub mod pace;
+pub mod secret;
+pub mod sim;
+pub mod summary;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{Cli, Command};
+
+/// How a completed command ended, short of an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    AllOk,
+    SomeFailed,
+    Interrupted,
+}
+
+impl Status {
+    /// The exit status of the contract: 0, 3, 130.
+    pub fn code(self) -> u8 {
+        match self {
+            Status::AllOk => 0,
+            Status::SomeFailed => 3,
+            Status::Interrupted => 130,
+        }
+    }
+}
+
+/// Every way a command can fail; [`Error::code`] maps each to an exit status.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Input(#[from] input::InputError),
+    #[error(transparent)]
+    Output(#[from] output::OutputError),
+    #[error(transparent)]
+    Engine(#[from] engine::EngineError),
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl Error {
+    /// 2 for a usage error, 1 for anything else fatal.
+    pub fn code(&self) -> u8 {
+        match self {
+            Error::Config(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// Run one command. `cancel` is the shutdown trigger (SIGINT/SIGTERM in `main`).
+pub async fn run(cli: Cli, cancel: CancellationToken) -> Result<Status, Error> {
+    match cli.command {
+        Command::Enrich(args) => {
+            let summary_path = args.summary_json.clone();
+            let job = config::Job::from_args(args)?;
+            let (status, summary) = enrich::run(job, cancel).await?;
+            report(status, &summary);
+            if let Some(path) = summary_path {
+                write_summary(&path, &summary)?;
+            }
+            Ok(status)
+        }
+        Command::Simulate(args) => {
+            let listener = tokio::net::TcpListener::bind(args.listen)
+                .await
+                .map_err(|e| Error::Setup(format!("cannot listen on {}: {e}", args.listen)))?;
+            let addr = listener
+                .local_addr()
+                .map_err(|e| Error::Setup(e.to_string()))?;
+            println!("listening on http://{addr}");
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            sim::serve(listener, args.knobs, cancel.cancelled_owned())
+                .await
+                .map_err(|e| Error::Setup(format!("simulator failed: {e}")))?;
+            Ok(Status::AllOk)
+        }
+        Command::Demo(args) => demo::run(args, cancel).await,
+    }
+}
+
+fn report(status: Status, summary: &summary::Summary) {
+    match status {
+        Status::Interrupted => eprintln!(
+            "callinfo: interrupted: {} rows done; nothing was written under the output name; run the same command again",
+            summary.rows
+        ),
+        _ => eprintln!("callinfo: {}", summary.line()),
+    }
+}
+
+fn write_summary(path: &std::path::Path, summary: &summary::Summary) -> Result<(), Error> {
+    let io = |source| output::OutputError::Io {
+        file: path.display().to_string(),
+        source,
+    };
+    let mut file = output::AtomicFile::create(path).map_err(io)?;
+    serde_json::to_writer_pretty(&mut file, summary).map_err(|e| io(e.into()))?;
+    use std::io::Write;
+    file.write_all(b"\n").map_err(io)?;
+    file.commit().map_err(io)?;
+    Ok(())
+}

@@ -1,0 +1,72 @@
+//! The `callinfo` binary: parse the command line, start the runtime and the signal
+//! watcher, run the command, and turn its result into one line and an exit status.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+use callinfo::cli::Cli;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("callinfo: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let cancel = CancellationToken::new();
+    let result = runtime.block_on(async {
+        tokio::spawn(watch_signals(cancel.clone()));
+        callinfo::run(cli, cancel).await
+    });
+    // A reader blocked on stdin must not hold the exit.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match result {
+        Ok(status) => ExitCode::from(status.code()),
+        Err(e) => {
+            eprintln!("callinfo: {e}");
+            ExitCode::from(e.code())
+        }
+    }
+}
+
+/// SIGINT or SIGTERM asks the run to stop admitting rows and wind down.
+async fn watch_signals(cancel: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut int), Ok(mut term)) =
+            (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+        else {
+            return;
+        };
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    cancel.cancel();
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "callinfo=info,warn",
+        (false, 1) => "callinfo=debug,info",
+        (false, _) => "callinfo=trace,debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,88 @@
+//! Files that appear under their final name only when complete: written to a temporary
+//! file beside the target, fsynced, then renamed. Dropped unfinished, they vanish.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use tempfile::NamedTempFile;
+
+pub struct AtomicFile {
+    tmp: NamedTempFile,
+    target: PathBuf,
+}
+
+impl AtomicFile {
+    /// Creating the temporary file up front is also the check that the directory exists
+    /// and is writable, before any lookup is paid for.
+    pub fn create(target: &Path) -> io::Result<AtomicFile> {
+        let dir = parent_dir(target);
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".tmp")
+            .tempfile_in(dir)?;
+        Ok(AtomicFile {
+            tmp,
+            target: target.to_owned(),
+        })
+    }
+
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// Make the content durable, then give it its final name.
+    pub fn commit(self) -> io::Result<()> {
+        self.tmp.as_file().sync_all()?;
+        let dir = parent_dir(&self.target).to_owned();
+        self.tmp.persist(&self.target).map_err(|e| e.error)?;
+        // The rename itself is durable only once the directory is synced.
+        File::open(&dir)?.sync_all()
+    }
+}
+
+fn parent_dir(target: &Path) -> &Path {
+    match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.tmp.write(buf)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.tmp.write_all(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.tmp.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_under_the_final_name_until_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.csv");
+        let mut f = AtomicFile::create(&target).unwrap();
+        f.write_all(b"a,b\n").unwrap();
+        assert!(!target.exists());
+        f.commit().unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"a,b\n");
+
+        let g = AtomicFile::create(&dir.path().join("gone.csv")).unwrap();
+        drop(g);
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "only out.csv remains");
+    }
+}

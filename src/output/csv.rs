@@ -1,0 +1,103 @@
+//! Enriched rows as CSV: the input columns as read, then the added columns.
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+
+use super::{columns, Done, OutputError, Sink};
+use crate::outcome::Fields;
+
+pub(super) struct CsvRows {
+    writer: csv::Writer<Sink>,
+}
+
+fn io_error(name: &str, e: csv::Error) -> OutputError {
+    let source = match e.into_kind() {
+        csv::ErrorKind::Io(io) => io,
+        other => std::io::Error::other(format!("{other:?}")),
+    };
+    OutputError::Io {
+        file: name.to_owned(),
+        source,
+    }
+}
+
+impl CsvRows {
+    pub(super) fn new(sink: Sink, schema: &SchemaRef, name: &str) -> Result<CsvRows, OutputError> {
+        let mut writer = csv::WriterBuilder::new()
+            .buffer_capacity(256 * 1024)
+            .from_writer(sink);
+        let header = schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .chain(columns::NAMES);
+        writer
+            .write_record(header)
+            .map_err(|e| io_error(name, e))?;
+        Ok(CsvRows { writer })
+    }
+
+    pub(super) fn write(&mut self, done: &Done, name: &str) -> Result<(), OutputError> {
+        let options = FormatOptions::default().with_null("");
+        // Text columns (every column of a CSV input) are copied as they are; other Arrow
+        // types (from Parquet) are printed by Arrow's own formatter.
+        let cells: Vec<Cell> = done
+            .data
+            .columns()
+            .iter()
+            .map(|a| match a.data_type() {
+                DataType::Utf8 => Cell::Text(a.as_string::<i32>()),
+                _ => Cell::Formatted(
+                    ArrayFormatter::try_new(a.as_ref(), &options)
+                        .expect("Arrow can display every type it reads"),
+                ),
+            })
+            .collect();
+        let mut text = String::new();
+        let mut int_buf = itoa::Buffer::new();
+        let none = Fields::default();
+        let err = |e| io_error(name, e);
+        let w = &mut self.writer;
+        for (row, outcome) in done.outcomes.iter().enumerate() {
+            for cell in &cells {
+                match cell {
+                    Cell::Text(a) if a.is_null(row) => w.write_field("").map_err(err)?,
+                    Cell::Text(a) => w.write_field(a.value(row)).map_err(err)?,
+                    Cell::Formatted(f) => {
+                        use std::fmt::Write;
+                        text.clear();
+                        let _ = write!(text, "{}", f.value(row));
+                        w.write_field(&text).map_err(err)?;
+                    }
+                }
+            }
+            let f = outcome.fields().unwrap_or(&none);
+            let mut int = |v: Option<i64>| v.map_or("", |v| int_buf.format(v)).to_owned();
+            w.write_field(f.caller.as_deref().unwrap_or("")).map_err(err)?;
+            w.write_field(f.called.as_deref().unwrap_or("")).map_err(err)?;
+            w.write_field(int(f.media_ability)).map_err(err)?;
+            w.write_field(f.call_data.as_deref().unwrap_or("")).map_err(err)?;
+            w.write_field(int(f.call_skill_id)).map_err(err)?;
+            w.write_field(f.call_skill.as_deref().unwrap_or("")).map_err(err)?;
+            w.write_field(int(f.call_type)).map_err(err)?;
+            w.write_field(outcome.status()).map_err(err)?;
+            w.write_record(None::<&[u8]>).map_err(err)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn finish(self, name: &str) -> Result<Sink, OutputError> {
+        self.writer
+            .into_inner()
+            .map_err(|e| OutputError::Io {
+                file: name.to_owned(),
+                source: std::io::Error::new(e.error().kind(), e.error().to_string()),
+            })
+    }
+}
+
+enum Cell<'a> {
+    Text(&'a arrow::array::StringArray),
+    Formatted(ArrayFormatter<'a>),
+}

@@ -1,0 +1,65 @@
+//! The error report: one CSV line per row whose `lookup_status` is not `ok`, with what a
+//! person needs to act on it.
+
+use std::path::Path;
+
+use super::{AtomicFile, Done, OutputError};
+
+pub const HEADER: [&str; 6] = ["row", "call_id", "kind", "http_status", "attempts", "message"];
+
+pub(super) struct Report {
+    writer: csv::Writer<AtomicFile>,
+    name: String,
+}
+
+impl Report {
+    pub(super) fn create(path: &Path) -> Result<Report, OutputError> {
+        let name = path.display().to_string();
+        let file = AtomicFile::create(path).map_err(|source| OutputError::Create {
+            file: name.clone(),
+            source,
+        })?;
+        let mut report = Report {
+            writer: csv::Writer::from_writer(file),
+            name,
+        };
+        report
+            .writer
+            .write_record(HEADER)
+            .map_err(|e| report.error(e))?;
+        Ok(report)
+    }
+
+    fn error(&self, e: csv::Error) -> OutputError {
+        OutputError::Io {
+            file: self.name.clone(),
+            source: std::io::Error::other(e.to_string()),
+        }
+    }
+
+    pub(super) fn write(&mut self, done: &Done) -> Result<(), OutputError> {
+        let mut row_buf = itoa::Buffer::new();
+        let mut status_buf = itoa::Buffer::new();
+        let mut attempts_buf = itoa::Buffer::new();
+        for (i, (outcome, key)) in done.outcomes.iter().zip(done.keys.iter()).enumerate() {
+            let Some(f) = outcome.failure() else { continue };
+            let row = row_buf.format(done.first_row + i as u64);
+            let status = f.http_status.map_or("", |s| status_buf.format(s));
+            let attempts = attempts_buf.format(f.attempts);
+            let record = [row, key.call_id(), f.kind.as_str(), status, attempts, &f.message];
+            if let Err(e) = self.writer.write_record(record) {
+                return Err(self.error(e));
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn finish(self) -> Result<(), OutputError> {
+        let name = self.name;
+        let file = self.writer.into_inner().map_err(|e| OutputError::Io {
+            file: name.clone(),
+            source: std::io::Error::new(e.error().kind(), e.error().to_string()),
+        })?;
+        file.commit().map_err(|source| OutputError::Io { file: name, source })
+    }
+}

@@ -1,0 +1,318 @@
+//! `callinfo simulate`: a local stand-in for the CEC API (design.md section 3), so that tests
+//! and benchmarks run the real client against exact, reproducible answers and faults.
+
+pub mod answer;
+mod faults;
+mod knobs;
+mod stats;
+
+pub use knobs::Knobs;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::serve::ListenerExt;
+use axum::{Json, Router};
+use futures::{stream, StreamExt};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::api::model::{self, LookupRequest, TokenRequest, TokenResponse};
+use faults::Fault;
+use stats::{Endpoint, Stats};
+
+/// Long enough that any client timeout fires first.
+const HANG: Duration = Duration::from_secs(24 * 3600);
+
+/// Serves the simulator on `listener` until `shutdown` completes.
+///
+/// Hung lookups are cut when `shutdown` completes: graceful shutdown waits for in-flight
+/// requests, and a hung one would otherwise hold it for a day.
+pub async fn serve(
+    listener: TcpListener,
+    knobs: Knobs,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let (down_tx, down_rx) = watch::channel(false);
+    let sim = Arc::new(Sim {
+        knobs,
+        stats: Stats::new(),
+        tokens: Mutex::default(),
+        shutdown: down_rx,
+    });
+    let app = Router::new()
+        .route(model::TOKEN_PATH, post(token))
+        .route(model::LOOKUP_PATH, post(lookup))
+        .route("/__sim/stats", get(stats))
+        .route("/__sim/per_second", get(per_second))
+        .fallback(unknown_path)
+        .with_state(sim);
+    let signal = async move {
+        shutdown.await;
+        let _ = down_tx.send(true);
+    };
+    // Without TCP_NODELAY, an answer written as headers then body waits ~40 ms on loopback
+    // for a delayed ACK, which would dominate every benchmark.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(signal)
+        .await
+}
+
+struct Sim {
+    knobs: Knobs,
+    stats: Stats,
+    tokens: Mutex<Tokens>,
+    shutdown: watch::Receiver<bool>,
+}
+
+#[derive(Default)]
+struct Tokens {
+    issued: u64,
+    /// Token -> the instant it stops working.
+    live: HashMap<String, Instant>,
+    /// Size at which expired tokens are next swept, doubling so sweeps stay amortized O(1).
+    sweep_at: usize,
+}
+
+async fn token(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> Response {
+    let knobs = &sim.knobs;
+    let (index, admitted) = sim.stats.arrive(Endpoint::Token, knobs.limit);
+    if !admitted {
+        return sim.too_many();
+    }
+    if faults::token_error(index, knobs) {
+        return sim.error(StatusCode::SERVICE_UNAVAILABLE, "injected");
+    }
+    let Ok(request) = serde_json::from_slice::<TokenRequest>(&body) else {
+        return sim.error(
+            StatusCode::BAD_REQUEST,
+            "body must be JSON with string fields app_key and app_secret",
+        );
+    };
+    if request.app_key != knobs.app_key || request.app_secret != knobs.app_secret {
+        return sim.error(StatusCode::UNAUTHORIZED, "invalid app_key or app_secret");
+    }
+    let asked = headers
+        .get(model::TOKEN_EXPIRE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(model::DEFAULT_TOKEN_LIFETIME_SECS);
+    let lifetime = asked
+        .min(model::MAX_TOKEN_LIFETIME_SECS)
+        .min(knobs.token_lifetime);
+    let answer = TokenResponse {
+        access_token: sim.issue(lifetime),
+        apply_type: "Bearer".into(),
+        create_time: epoch_secs().to_string(),
+        expires: lifetime.to_string(),
+        scope: "default".into(),
+        app_key: request.app_key.into_owned(),
+        user_id: "Anonymous".into(),
+    };
+    let body = serde_json::to_vec(&answer).expect("a token answer serializes");
+    sim.reply(StatusCode::OK, "application/json", body)
+}
+
+async fn lookup(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> Response {
+    let _in_flight = sim.stats.enter();
+    let knobs = &sim.knobs;
+    let (_, admitted) = sim.stats.arrive(Endpoint::Lookup, knobs.limit);
+    let parsed = serde_json::from_slice::<LookupRequest>(&body);
+    // Counted before anything may reject the request: a test asserting "at most N requests
+    // per call ID" must see every retry, whatever it was answered.
+    let seen = match &parsed {
+        Ok(r) if !r.call_id.is_empty() => sim
+            .stats
+            .call_id_seen(answer::fnv1a64(r.call_id.as_bytes())),
+        _ => 0,
+    };
+    if !admitted {
+        return sim.too_many();
+    }
+    if knobs.latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(knobs.latency_ms)).await;
+    }
+    if !sim.authorized(&headers) {
+        return sim.error(StatusCode::UNAUTHORIZED, "token invalid or expired");
+    }
+    let request = match parsed {
+        Ok(r) => r,
+        Err(e) => {
+            let why = format!(
+                "body must be JSON with string fields callId, userId, tenantId and agentId: {e}"
+            );
+            return sim.error(StatusCode::BAD_REQUEST, &why);
+        }
+    };
+    let fields = [
+        ("callId", &request.call_id),
+        ("userId", &request.user_id),
+        ("tenantId", &request.tenant_id),
+        ("agentId", &request.agent_id),
+    ];
+    if let Some((name, _)) = fields.iter().find(|(_, value)| value.is_empty()) {
+        return sim.error(StatusCode::BAD_REQUEST, &format!("{name} is empty"));
+    }
+    let call_id = &request.call_id;
+    match faults::decide(call_id, seen, knobs) {
+        Fault::None => sim.reply(
+            StatusCode::OK,
+            "application/json",
+            answer::render(call_id, knobs),
+        ),
+        Fault::Status(status) => sim.error(status, "injected"),
+        Fault::RateLimited => sim.too_many(),
+        Fault::Malformed(text) => {
+            let kind = if text.is_empty() {
+                "application/json"
+            } else {
+                "text/html"
+            };
+            sim.reply(StatusCode::OK, kind, text)
+        }
+        Fault::Drop => {
+            sim.stats.record("dropped");
+            let full = Bytes::from(answer::render(call_id, knobs));
+            cut_off(full.slice(..full.len() / 2), full.len())
+        }
+        Fault::Hang => {
+            sim.stats.record("hung");
+            let mut down = sim.shutdown.clone();
+            tokio::select! {
+                _ = tokio::time::sleep(HANG) => {}
+                _ = down.wait_for(|&down| down) => {}
+            }
+            // Even now, no answer: the connection is cut.
+            cut_off(Bytes::new(), 2)
+        }
+    }
+}
+
+async fn stats(State(sim): State<Arc<Sim>>) -> Json<serde_json::Value> {
+    Json(sim.stats.to_json())
+}
+
+async fn per_second(State(sim): State<Arc<Sim>>) -> Json<Vec<u64>> {
+    Json(sim.stats.per_second())
+}
+
+/// The platform's documented 404, with a hint, so a wrong base URL is easy to diagnose.
+async fn unknown_path() -> Response {
+    let body = r#"{"error":"content not found: check the request path"}"#;
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+impl Sim {
+    /// Every answer goes through here (or is counted as dropped/hung), so `by_status` adds up.
+    fn reply(
+        &self,
+        status: StatusCode,
+        content_type: &'static str,
+        body: impl Into<Body>,
+    ) -> Response {
+        self.stats.record(status.as_str());
+        (status, [(header::CONTENT_TYPE, content_type)], body.into()).into_response()
+    }
+
+    fn error(&self, status: StatusCode, message: &str) -> Response {
+        let body = serde_json::json!({ "error": message }).to_string();
+        self.reply(status, "application/json", body)
+    }
+
+    fn too_many(&self) -> Response {
+        let secs = self.knobs.retry_after;
+        let value = if self.knobs.retry_after_date {
+            httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(secs))
+        } else {
+            secs.to_string()
+        };
+        let mut response = self.error(StatusCode::TOO_MANY_REQUESTS, "too many requests");
+        let value = HeaderValue::from_str(&value).expect("digits or an HTTP date");
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+        response
+    }
+
+    fn authorized(&self, headers: &HeaderMap) -> bool {
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let Some(token) = token else { return false };
+        let tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
+        tokens
+            .live
+            .get(token)
+            .is_some_and(|&expiry| Instant::now() < expiry)
+    }
+
+    /// A fresh token valid for `lifetime` seconds. The counter makes it unique; the hash
+    /// makes it opaque, so a client cannot get away with guessing or reusing one.
+    fn issue(&self, lifetime: u64) -> String {
+        let now = Instant::now();
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let mut tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
+        tokens.issued += 1;
+        let tag = answer::mix(self.knobs.seed ^ answer::mix(tokens.issued ^ nanos));
+        let token = format!("simtok-{}-{tag:016x}", tokens.issued);
+        if tokens.live.len() >= tokens.sweep_at {
+            tokens.live.retain(|_, expiry| *expiry > now);
+            tokens.sweep_at = (tokens.live.len() * 2).max(1024);
+        }
+        tokens
+            .live
+            .insert(token.clone(), now + Duration::from_secs(lifetime));
+        drop(tokens);
+        self.stats.token_issued();
+        token
+    }
+}
+
+/// A 200 announcing `declared_len` bytes that sends `prefix` and then fails, so hyper aborts
+/// the connection and the client sees a truncated body, as when a gateway dies mid-answer.
+fn cut_off(prefix: Bytes, declared_len: usize) -> Response {
+    let first = stream::iter([Ok::<_, io::Error>(prefix)]);
+    let failure = stream::once(async {
+        // Let the headers and the prefix reach the client before the reset.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        Err(io::Error::new(
+            io::ErrorKind::ConnectionReset,
+            "simulated drop",
+        ))
+    });
+    let mut response = Body::from_stream(first.chain(failure)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(declared_len));
+    response
+}
+
+fn epoch_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests;

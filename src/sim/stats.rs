@@ -1,0 +1,191 @@
+//! Request counters behind `GET /__sim/stats`, so tests can assert how a client behaved (how
+//! many lookups, how fast, how concurrent), not only what it wrote.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+const WINDOW: Duration = Duration::from_secs(1);
+
+#[derive(Clone, Copy)]
+pub(super) enum Endpoint {
+    Token,
+    Lookup,
+}
+
+/// One lock for everything: each request holds it for a few counter updates only.
+pub(super) struct Stats {
+    start: Instant,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    token_requests: u64,
+    tokens_issued: u64,
+    lookup_requests: u64,
+    /// Keyed by a 64-bit hash of the call ID, so millions of IDs stay small.
+    per_call_id: HashMap<u64, u32>,
+    max_per_call_id: u32,
+    by_status: BTreeMap<String, u64>,
+    rejected_429: u64,
+    /// Arrival instants of the last second, all requests: what the client sent.
+    arrivals: VecDeque<Instant>,
+    max_arrivals: usize,
+    /// Arrival instants of the last second, admitted requests only: what `--limit` caps.
+    admitted: VecDeque<Instant>,
+    max_admitted: usize,
+    per_second: Vec<u64>,
+    in_flight: u64,
+    max_in_flight: u64,
+}
+
+/// Holds one unit of `in_flight` until dropped, which also covers a handler cancelled
+/// because its client went away.
+pub(super) struct InFlight<'a>(&'a Stats);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.lock().in_flight -= 1;
+    }
+}
+
+impl Stats {
+    pub(super) fn new() -> Self {
+        Stats {
+            start: Instant::now(),
+            inner: Mutex::default(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts an arrival and applies `limit` (0 = none) over the sliding second. Returns the
+    /// request's 0-based index among its endpoint's requests, and whether it was admitted.
+    /// Rejected requests do not enter the admitted window, as with a real gateway's limiter.
+    pub(super) fn arrive(&self, endpoint: Endpoint, limit: u32) -> (u64, bool) {
+        self.arrive_at(endpoint, limit, Instant::now())
+    }
+
+    fn arrive_at(&self, endpoint: Endpoint, limit: u32, now: Instant) -> (u64, bool) {
+        let mut s = self.lock();
+        let counter = match endpoint {
+            Endpoint::Token => &mut s.token_requests,
+            Endpoint::Lookup => &mut s.lookup_requests,
+        };
+        let index = *counter;
+        *counter += 1;
+
+        let second = (now - self.start).as_secs() as usize;
+        if s.per_second.len() <= second {
+            s.per_second.resize(second + 1, 0);
+        }
+        s.per_second[second] += 1;
+
+        slide(&mut s.arrivals, now);
+        s.arrivals.push_back(now);
+        s.max_arrivals = s.max_arrivals.max(s.arrivals.len());
+
+        slide(&mut s.admitted, now);
+        let admitted = limit == 0 || s.admitted.len() < limit as usize;
+        if admitted {
+            s.admitted.push_back(now);
+            s.max_admitted = s.max_admitted.max(s.admitted.len());
+        } else {
+            s.rejected_429 += 1;
+        }
+        (index, admitted)
+    }
+
+    /// Counts one request for the call ID hashed to `key`; returns how many came before it.
+    pub(super) fn call_id_seen(&self, key: u64) -> u32 {
+        let mut s = self.lock();
+        let count = s.per_call_id.entry(key).or_insert(0);
+        let before = *count;
+        *count += 1;
+        let now = *count;
+        s.max_per_call_id = s.max_per_call_id.max(now);
+        before
+    }
+
+    /// Counts one answer under `label`: a status code, or `dropped` / `hung`.
+    pub(super) fn record(&self, label: &str) {
+        let mut s = self.lock();
+        match s.by_status.get_mut(label) {
+            Some(count) => *count += 1,
+            None => {
+                s.by_status.insert(label.to_owned(), 1);
+            }
+        }
+    }
+
+    pub(super) fn token_issued(&self) {
+        self.lock().tokens_issued += 1;
+    }
+
+    pub(super) fn enter(&self) -> InFlight<'_> {
+        let mut s = self.lock();
+        s.in_flight += 1;
+        s.max_in_flight = s.max_in_flight.max(s.in_flight);
+        InFlight(self)
+    }
+
+    pub(super) fn to_json(&self) -> Value {
+        let s = self.lock();
+        json!({
+            "token_requests": s.token_requests,
+            "tokens_issued": s.tokens_issued,
+            "lookup_requests": s.lookup_requests,
+            "distinct_call_ids": s.per_call_id.len(),
+            "max_requests_per_call_id": s.max_per_call_id,
+            "by_status": s.by_status,
+            "rejected_429": s.rejected_429,
+            "max_in_sliding_second": s.max_arrivals,
+            "max_admitted_in_sliding_second": s.max_admitted,
+            "in_flight": s.in_flight,
+            "max_in_flight": s.max_in_flight,
+            "uptime_ms": self.start.elapsed().as_millis() as u64,
+        })
+    }
+
+    /// Requests per whole second since start, for tests of a client's rate over time.
+    pub(super) fn per_second(&self) -> Vec<u64> {
+        self.lock().per_second.clone()
+    }
+}
+
+/// Forgets the arrivals that are a second old or more: amortized O(1) per request.
+fn slide(window: &mut VecDeque<Instant>, now: Instant) {
+    while window.front().is_some_and(|&t| now - t >= WINDOW) {
+        window.pop_front();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sliding_limit() {
+        let stats = Stats::new();
+        let admitted = |n, ms| {
+            let at = stats.start + Duration::from_millis(ms);
+            (0..n)
+                .filter(|_| stats.arrive_at(Endpoint::Lookup, 3, at).1)
+                .count()
+        };
+        assert_eq!(admitted(5, 0), 3);
+        assert_eq!(admitted(2, 600), 0);
+        assert_eq!(admitted(5, 1000), 3);
+        let v = stats.to_json();
+        assert_eq!(v["rejected_429"], 6);
+        assert_eq!(v["max_in_sliding_second"], 7);
+        assert_eq!(v["max_admitted_in_sliding_second"], 3);
+        assert_eq!(stats.per_second(), vec![7, 5]);
+    }
+}

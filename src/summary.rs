@@ -1,0 +1,87 @@
+//! The run's figures: printed as one line on stderr, and written with `--summary-json`.
+//! The JSON schema is stable: fields are only ever added.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::engine::Stats;
+use crate::outcome::LookupKind;
+
+#[derive(Serialize, Debug)]
+pub struct Summary {
+    pub schema_version: u32,
+    pub rows: u64,
+    pub ok: u64,
+    pub failed: u64,
+    /// Every kind, zeros included, so consumers need no defaults.
+    pub failed_by_kind: BTreeMap<&'static str, u64>,
+    /// Lookup requests plus token requests: what the quota was charged.
+    pub requests: u64,
+    pub lookup_requests: u64,
+    pub token_requests: u64,
+    pub retries: u64,
+    pub throttled_429: u64,
+    /// Keys looked up over HTTP.
+    pub lookups: u64,
+    pub elapsed_s: f64,
+    pub rows_per_s: f64,
+    pub requests_per_s: f64,
+    pub exit_status: u8,
+}
+
+impl Summary {
+    pub fn new(stats: &Stats, token_requests: u64, elapsed: Duration, exit_status: u8) -> Summary {
+        let secs = elapsed.as_secs_f64();
+        let rows = Stats::get(&stats.rows);
+        let lookup_requests = Stats::get(&stats.requests);
+        let per_s = |n: u64| if secs > 0.0 { (n as f64 / secs * 10.0).round() / 10.0 } else { 0.0 };
+        Summary {
+            schema_version: 1,
+            rows,
+            ok: Stats::get(&stats.ok),
+            failed: stats.failed_total(),
+            failed_by_kind: LookupKind::ALL
+                .iter()
+                .map(|k| (k.as_str(), stats.failed(*k)))
+                .collect(),
+            requests: lookup_requests + token_requests,
+            lookup_requests,
+            token_requests,
+            retries: Stats::get(&stats.retries),
+            throttled_429: Stats::get(&stats.throttled),
+            lookups: Stats::get(&stats.lookups),
+            elapsed_s: (secs * 1000.0).round() / 1000.0,
+            rows_per_s: per_s(rows),
+            requests_per_s: per_s(lookup_requests + token_requests),
+            exit_status,
+        }
+    }
+
+    /// `300 rows: 290 ok, 10 failed (5 not_found, 5 invalid_input); ...`
+    pub fn line(&self) -> String {
+        let kinds: Vec<String> = self
+            .failed_by_kind
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, n)| format!("{n} {k}"))
+            .collect();
+        let failed = if kinds.is_empty() {
+            "0 failed".to_owned()
+        } else {
+            format!("{} failed ({})", self.failed, kinds.join(", "))
+        };
+        format!(
+            "{} rows: {} ok, {failed}; {} requests ({} retries, {} throttled, {} token) in {:.1}s, {:.0} rows/s",
+            self.rows,
+            self.ok,
+            self.requests,
+            self.retries,
+            self.throttled_429,
+            self.token_requests,
+            self.elapsed_s,
+            self.rows_per_s
+        )
+    }
+}
