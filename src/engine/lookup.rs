@@ -30,14 +30,26 @@ impl Lookups {
         let mut attempts = 0;
         let mut retries = 0;
         let mut refreshed = false;
-        let mut token = self.tokens.get().await?;
         loop {
             let attempt = {
+                // The permit is held through a token refresh and the request after it, so
+                // the refreshed request does not queue behind the whole window.
                 let _permit = self.permits.acquire().await.expect("never closed");
-                self.pacer.ready().await;
-                attempts += 1;
-                Stats::bump(&self.stats.requests);
-                self.client.attempt(key, &token).await
+                loop {
+                    self.pacer.ready().await;
+                    // Taken at the last moment: a row may have waited long for its turn.
+                    let token = self.tokens.get().await?;
+                    attempts += 1;
+                    Stats::bump(&self.stats.requests);
+                    let attempt = self.client.attempt(key, &token).await;
+                    if attempt.verdict == Verdict::TokenRejected && !refreshed {
+                        refreshed = true;
+                        tracing::debug!("401: refreshing the token once");
+                        self.tokens.refresh_after_401(&token).await?;
+                        continue;
+                    }
+                    break attempt;
+                }
             };
             let failed = |kind, message| {
                 Ok(Outcome::Failed(Failure {
@@ -57,12 +69,6 @@ impl Lookups {
                     return Err(EngineError::WrongUrl {
                         url: self.client.url().to_owned(),
                     })
-                }
-                Verdict::TokenRejected if !refreshed => {
-                    refreshed = true;
-                    tracing::debug!("401: refreshing the token once");
-                    token = self.tokens.refresh_after_401(&token).await?;
-                    continue;
                 }
                 Verdict::TokenRejected => {
                     return failed(
@@ -86,8 +92,6 @@ impl Lookups {
             let delay = self.backoff.delay(retries, attempt.retry_after);
             tracing::debug!(call_id = %key.call_id, retries, ?delay, %kind, %message, "retrying");
             tokio::time::sleep(delay).await;
-            // A back-off may outlast the token; `get` refreshes it ahead of expiry.
-            token = self.tokens.get().await?;
         }
     }
 }

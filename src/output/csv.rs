@@ -24,6 +24,22 @@ fn io_error(name: &str, e: csv::Error) -> OutputError {
 
 impl CsvRows {
     pub(super) fn new(sink: Sink, schema: &SchemaRef, name: &str) -> Result<CsvRows, OutputError> {
+        // A column Arrow cannot print is found now, before any lookup is paid for.
+        let options = FormatOptions::default();
+        for field in schema.fields() {
+            let empty = arrow::array::new_empty_array(field.data_type());
+            let checked = ArrayFormatter::try_new(empty.as_ref(), &options).map(|_| ());
+            if let Err(e) = checked {
+                return Err(OutputError::Io {
+                    file: name.to_owned(),
+                    source: std::io::Error::other(format!(
+                        "column `{}` ({}) cannot be written as CSV text: {e}; write Parquet instead",
+                        field.name(),
+                        field.data_type()
+                    )),
+                });
+            }
+        }
         let mut writer = csv::WriterBuilder::new()
             .buffer_capacity(256 * 1024)
             .from_writer(sink);
@@ -42,18 +58,19 @@ impl CsvRows {
         let options = FormatOptions::default().with_null("");
         // Text columns (every column of a CSV input) are copied as they are; other Arrow
         // types (from Parquet) are printed by Arrow's own formatter.
-        let cells: Vec<Cell> = done
+        let cells = done
             .data
             .columns()
             .iter()
             .map(|a| match a.data_type() {
-                DataType::Utf8 => Cell::Text(a.as_string::<i32>()),
-                _ => Cell::Formatted(
-                    ArrayFormatter::try_new(a.as_ref(), &options)
-                        .expect("Arrow can display every type it reads"),
-                ),
+                DataType::Utf8 => Ok(Cell::Text(a.as_string::<i32>())),
+                _ => ArrayFormatter::try_new(a.as_ref(), &options).map(Cell::Formatted),
             })
-            .collect();
+            .collect::<Result<Vec<Cell>, _>>()
+            .map_err(|e| OutputError::Io {
+                file: name.to_owned(),
+                source: std::io::Error::other(format!("cannot print a column as text: {e}")),
+            })?;
         let mut text = String::new();
         let mut int_buf = itoa::Buffer::new();
         let none = Fields::default();

@@ -24,9 +24,18 @@
 //!
 //! # Worked example
 //!
-//! `1652317325-339`: `h = 0x6ab3b36de3e0f4d2`, so `caller = 16993498322` (`h % 10^10` =
-//! 6993498322), `called = 62564`, `mediaAbility = 2`, `callSkillId = 7`, `callSkill =
-//! "wechat"`, `callType = 3`, `calldata = queue=7,note=café, "vip"`.
+//! ```text
+//! call ID        1652317325-339
+//! h              0x5e7c_377b_9865_bd3a
+//! caller         "1" + format!("{:010}", h % 10^10)      = 10654656826
+//! called         60000 + (h >> 16) % 10000 = 60000 + 2469 = 62469
+//! mediaAbility   1 + (h >> 24) % 2                        = 1
+//! callSkillId    1 + (h >> 28) % 8                        = 2, so callSkill = "video"
+//! callType       (h >> 32) % 4                            = 3
+//! on the wire    {"caller":10654656826,"called":62469,"mediaAbility":1,
+//!                 "calldata":"queue=2,note=café, \"vip\"","callId":"1652317325-339",
+//!                 "callSkillId":2,"callSkill":"video","callType":3}
+//! ```
 //!
 //! # Wire form
 //!
@@ -203,18 +212,23 @@ mod tests {
     #[test]
     fn pinned_example() {
         let e = expected("1652317325-339", &Knobs::default()).unwrap();
-        assert_eq!(fnv1a64(b"1652317325-339"), 0x6ab3_b36d_e3e0_f4d2);
+        assert_eq!(fnv1a64(b"1652317325-339"), 0x5e7c_377b_9865_bd3a);
         assert_eq!(
             e,
             Expected {
-                caller: "16993498322".into(),
-                called: "62564".into(),
-                media_ability: 2,
-                call_data: "queue=7,note=café, \"vip\"".into(),
-                call_skill_id: 7,
-                call_skill: "wechat".into(),
+                caller: "10654656826".into(),
+                called: "62469".into(),
+                media_ability: 1,
+                call_data: "queue=2,note=café, \"vip\"".into(),
+                call_skill_id: 2,
+                call_skill: "video".into(),
                 call_type: 3,
             }
+        );
+        let wire = r#"{"caller":10654656826,"called":62469,"mediaAbility":1,"calldata":"queue=2,note=café, \"vip\"","callId":"1652317325-339","callSkillId":2,"callSkill":"video","callType":3}"#;
+        assert_eq!(
+            String::from_utf8(render("1652317325-339", &Knobs::default())).unwrap(),
+            wire
         );
     }
 

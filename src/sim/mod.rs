@@ -138,6 +138,7 @@ async fn lookup(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) ->
             .call_id_seen(answer::fnv1a64(r.call_id.as_bytes())),
         _ => 0,
     };
+    // A gateway throttles before it looks at the token or the body.
     if !admitted {
         return sim.too_many();
     }

@@ -139,7 +139,7 @@ async fn faults_over_http() {
     sim.lookup(token, "sim500-1").await;
 
     let stats = sim.stats().await;
-    assert_eq!(stats["lookup_requests"], 9);
+    assert_eq!(stats["lookup_requests"], 8);
     assert_eq!(stats["max_requests_per_call_id"], 2);
     assert_eq!(stats["by_status"]["401"], 2);
     assert_eq!(stats["by_status"]["dropped"], 1);

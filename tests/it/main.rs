@@ -1,1 +1,12 @@
-//! Integration tests: the real binary against its own simulator.
+//! Integration tests: the real `callinfo` binary against its own simulator, over HTTP on
+//! loopback. One module per capability.
+
+mod util;
+
+mod auth;
+mod bad_input;
+mod csv_io;
+mod errors;
+mod parquet_io;
+mod secrets;
+mod shutdown;

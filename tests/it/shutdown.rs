@@ -1,0 +1,57 @@
+//! Stopping: a signal or a fatal error mid-run leaves nothing under the final names.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+/// Poll the simulator until `cond` holds (the event), failing after a generous deadline.
+fn wait_for(sim: &Sim, what: &str, cond: impl Fn(&serde_json::Value) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if cond(&sim.stats()) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sigint_exits_130_and_writes_nothing_under_the_final_name() {
+    let sim = Sim::start(&["--latency-ms", "50"]);
+    let wd = Workdir::new();
+    let input = wd.write("in.csv", calls_csv(&ids("s", 5000)));
+    let mut cmd = callinfo(Some(&sim));
+    cmd.args(["enrich", "--rate", "0", "--concurrency", "4"])
+        .arg(&input)
+        .arg(wd.path("out.parquet"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    wait_for(&sim, "lookups to start", |s| s["lookup_requests"].as_u64() >= Some(20));
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert_eq!(wd.files(), ["in.csv"], "no output, report or temp file");
+    assert!(sim.stat("lookup_requests") < 5000);
+}
+
+#[test]
+fn fatal_input_error_mid_run_leaves_no_output() {
+    let sim = Sim::start(&[]);
+    let wd = Workdir::new();
+    let mut text = calls_csv(&ids("f", 9000));
+    text.push_str("broken,row\n");
+    let input = wd.write("in.csv", text);
+    let run = enrich(&sim, &input, &wd.path("out.csv"), &[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("row 9001"), "{run:?}");
+    assert_eq!(wd.files(), ["in.csv"], "{run:?}");
+}

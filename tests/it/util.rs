@@ -1,0 +1,190 @@
+//! Test harness: the real `callinfo` binary, its own simulator on a loopback port, and a
+//! fresh directory per test. On a failed assertion, `Run`'s Debug shows what happened.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_callinfo");
+
+/// `callinfo simulate --listen 127.0.0.1:0 ARGS`, killed on drop.
+pub struct Sim {
+    child: Child,
+    pub url: String,
+    addr: String,
+}
+
+impl Sim {
+    pub fn start(args: &[&str]) -> Sim {
+        let mut child = Command::new(BIN)
+            .args(["simulate", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .env_remove("CEC_APP_KEY")
+            .env_remove("CEC_APP_SECRET")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn simulator");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("simulator's first line");
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        let addr = url.trim_start_matches("http://").to_owned();
+        Sim { child, url, addr }
+    }
+
+    /// `GET /__sim/stats`, over a plain socket so the harness shares no code with the tool.
+    pub fn stats(&self) -> serde_json::Value {
+        let mut s = TcpStream::connect(&self.addr).unwrap();
+        write!(s, "GET /__sim/stats HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let body = text.split("\r\n\r\n").nth(1).expect("HTTP body");
+        serde_json::from_str(body).expect("stats JSON")
+    }
+
+    pub fn stat(&self, name: &str) -> u64 {
+        self.stats()[name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no stat {name}"))
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A fresh directory for one test's files.
+pub struct Workdir {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workdir {
+    pub fn new() -> Workdir {
+        Workdir {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn write(&self, name: &str, content: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    /// Names of the files in the directory, sorted.
+    pub fn files(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+/// What a run of the binary produced.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub cmd: String,
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "\n$ {}\nexit: {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.cmd, self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// A `callinfo` command with credentials for the simulator and nothing from the caller's
+/// environment that could change the result.
+pub fn callinfo(sim: Option<&Sim>) -> Command {
+    let mut c = Command::new(BIN);
+    for var in [
+        "CEC_BASE_URL",
+        "CEC_APP_KEY",
+        "CEC_APP_SECRET",
+        "CEC_TENANT_ID",
+        "CEC_USER_ID",
+        "CEC_AGENT_ID",
+        "RUST_LOG",
+    ] {
+        c.env_remove(var);
+    }
+    if let Some(sim) = sim {
+        c.env("CEC_BASE_URL", &sim.url)
+            .env("CEC_APP_KEY", "demo")
+            .env("CEC_APP_SECRET", "demo");
+    }
+    c.stdin(Stdio::null());
+    c
+}
+
+pub fn run(mut cmd: Command) -> Run {
+    let shown = format!("{cmd:?}");
+    let out = cmd.output().expect("run callinfo");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        cmd: shown,
+    }
+}
+
+/// `callinfo enrich INPUT OUTPUT ARGS` against `sim`, with no rate limit unless ARGS set one.
+pub fn enrich(sim: &Sim, input: &Path, output: &Path, args: &[&str]) -> Run {
+    let mut c = callinfo(Some(sim));
+    c.arg("enrich").arg(input).arg(output);
+    if !args.contains(&"--rate") {
+        c.args(["--rate", "0"]);
+    }
+    c.args(args);
+    run(c)
+}
+
+/// A CSV file as rows of strings, header first.
+pub fn read_csv(path: &Path) -> Vec<Vec<String>> {
+    let mut r = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_path(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    r.records()
+        .map(|rec| rec.unwrap().iter().map(str::to_owned).collect())
+        .collect()
+}
+
+/// Input CSV with a header `callId,userId,tenantId,agentId,seq` and one row per call ID.
+pub fn calls_csv(ids: &[String]) -> String {
+    let mut s = String::from("callId,userId,tenantId,agentId,seq\n");
+    for (i, id) in ids.iter().enumerate() {
+        s.push_str(&format!("{id},1652268429538866153,202205116084,109,{i}\n"));
+    }
+    s
+}
+
+pub fn ids(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}{i}")).collect()
+}
