@@ -9,7 +9,11 @@ use crate::engine::progress::ProgressMode;
 use crate::input::Format;
 
 #[derive(Parser, Debug)]
-#[command(name = "callinfo", version, about = "Enrich exported CEC call logs with queryCallInfoByCallId")]
+#[command(
+    name = "callinfo",
+    version,
+    about = "Enrich exported CEC call logs with queryCallInfoByCallId"
+)]
 pub struct Cli {
     /// More detail on stderr (-v: debug, -vv: trace). RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -24,7 +28,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Look up every row's call and write the rows back out with its details.
-    Enrich(EnrichArgs),
+    Enrich(Box<EnrichArgs>),
     /// Run a local stand-in for the CEC API (for demos, tests and benchmarks).
     Simulate(SimulateArgs),
     /// Enrich the bundled sample against a built-in simulator: no account needed.
@@ -48,7 +52,11 @@ pub struct EnrichArgs {
     pub output_format: Option<Format>,
 
     /// The API's base URL.
-    #[arg(long, env = "CEC_BASE_URL", default_value = "https://service.besclouds.com")]
+    #[arg(
+        long,
+        env = "CEC_BASE_URL",
+        default_value = "https://service.besclouds.com"
+    )]
     pub base_url: String,
     /// The app key.
     #[arg(long, env = "CEC_APP_KEY")]

@@ -53,7 +53,10 @@ pub enum ConfigError {
     #[error("--base-url {url}: {why}")]
     BadUrl { url: String, why: String },
     #[error("{flag} must be {what}")]
-    BadValue { flag: &'static str, what: &'static str },
+    BadValue {
+        flag: &'static str,
+        what: &'static str,
+    },
     #[error("{path}: the output would overwrite the input; choose another OUTPUT")]
     OutputIsInput { path: String },
     #[error("{0}")]
@@ -78,7 +81,9 @@ impl Job {
             (None, Destination::File(p)) => format_of(p, "output")?,
         };
         if output == Destination::Stdout && output_format == Format::Parquet {
-            return Err(ConfigError::Usage("Parquet output cannot go to stdout; name a file"));
+            return Err(ConfigError::Usage(
+                "Parquet output cannot go to stdout; name a file",
+            ));
         }
         let errors = match (&args.errors, &output) {
             (Some(p), _) => p.clone(),
@@ -103,17 +108,28 @@ impl Job {
         let app_secret = read_secret(args.app_secret_file.as_deref())?;
         let base_url = check_url(&args.base_url)?;
         let rate = match args.rate {
-            r if r == 0.0 => None,
+            0.0 => None,
             r if r.is_finite() && r > 0.0 => Some(r),
-            _ => return Err(ConfigError::BadValue { flag: "--rate", what: "a positive number, or 0 for no limit" }),
+            _ => {
+                return Err(ConfigError::BadValue {
+                    flag: "--rate",
+                    what: "a positive number, or 0 for no limit",
+                })
+            }
         };
         if args.concurrency == 0 {
-            return Err(ConfigError::BadValue { flag: "--concurrency", what: "at least 1" });
+            return Err(ConfigError::BadValue {
+                flag: "--concurrency",
+                what: "at least 1",
+            });
         }
         let secs = |v: f64, flag| {
             (v.is_finite() && v > 0.0)
                 .then(|| Duration::from_secs_f64(v))
-                .ok_or(ConfigError::BadValue { flag, what: "a positive number of seconds" })
+                .ok_or(ConfigError::BadValue {
+                    flag,
+                    what: "a positive number of seconds",
+                })
         };
         let field = |column: Option<String>, default: Option<String>| FieldSpec { column, default };
         Ok(Job {

@@ -32,7 +32,10 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> Result<Status, Er
         .local_addr()
         .map_err(|e| Error::Setup(e.to_string()))?;
     let knobs = sim::Knobs::default();
-    let (app_key, app_secret) = (knobs.app_key.clone(), Secret::new(knobs.app_secret.as_str()));
+    let (app_key, app_secret) = (
+        knobs.app_key.clone(),
+        Secret::new(knobs.app_secret.as_str()),
+    );
     let stop = CancellationToken::new();
     let server = tokio::spawn(sim::serve(listener, knobs, stop.clone().cancelled_owned()));
 

@@ -96,7 +96,11 @@ pub async fn run(job: Job, cancel: CancellationToken) -> Result<(Status, Summary
     Ok((status, summary))
 }
 
-fn read_all(mut reader: Reader, tx: mpsc::Sender<Result<Batch, InputError>>, bytes: Arc<AtomicU64>) {
+fn read_all(
+    mut reader: Reader,
+    tx: mpsc::Sender<Result<Batch, InputError>>,
+    bytes: Arc<AtomicU64>,
+) {
     while let Some(batch) = reader.next_batch() {
         let failed = batch.is_err();
         if let Some(b) = reader.bytes_read() {

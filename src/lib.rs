@@ -85,7 +85,7 @@ pub async fn run(cli: Cli, cancel: CancellationToken) -> Result<Status, Error> {
     match cli.command {
         Command::Enrich(args) => {
             let summary_path = args.summary_json.clone();
-            let job = config::Job::from_args(args)?;
+            let job = config::Job::from_args(*args)?;
             let (status, summary) = enrich::run(job, cancel).await?;
             report(status, &summary);
             if let Some(path) = summary_path {

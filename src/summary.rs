@@ -36,7 +36,13 @@ impl Summary {
         let secs = elapsed.as_secs_f64();
         let rows = Stats::get(&stats.rows);
         let lookup_requests = Stats::get(&stats.requests);
-        let per_s = |n: u64| if secs > 0.0 { (n as f64 / secs * 10.0).round() / 10.0 } else { 0.0 };
+        let per_s = |n: u64| {
+            if secs > 0.0 {
+                (n as f64 / secs * 10.0).round() / 10.0
+            } else {
+                0.0
+            }
+        };
         Summary {
             schema_version: 1,
             rows,

@@ -151,6 +151,15 @@ pub fn parse_answer(body: &[u8], call_id: &str) -> Result<Option<Fields>, BadAns
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(BadAnswer::Garbled("empty body".into()));
     }
+    // serde would read a JSON array into the struct by position: only an object will do.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                Ok(_) => BadAnswer::Wrong("body is JSON but not an object".into()),
+                Err(_) => BadAnswer::Garbled("body is not JSON".into()),
+            },
+        );
+    }
     let answer: LookupAnswer = match serde_json::from_slice(body) {
         Ok(a) => a,
         Err(e) if e.is_data() => {
@@ -318,8 +327,10 @@ mod tests {
 
     #[test]
     fn documented_example() {
-        let f = ok(r#"{"caller": 70004, "called": 60015, "mediaAbility": 1, "calldata": "1",
-            "callId": "c1", "callSkillId": 1, "callSkill": "voice", "callType": 0}"#);
+        let f = ok(
+            r#"{"caller": 70004, "called": 60015, "mediaAbility": 1, "calldata": "1",
+            "callId": "c1", "callSkillId": 1, "callSkill": "voice", "callType": 0}"#,
+        );
         assert_eq!(f.caller.as_deref(), Some("70004"));
         assert_eq!(f.called.as_deref(), Some("60015"));
         assert_eq!(f.media_ability, Some(1));
@@ -341,10 +352,22 @@ mod tests {
     fn not_found_and_bad_bodies() {
         assert_eq!(parse_answer(b"{}", "c1"), Ok(None));
         assert_eq!(parse_answer(b"{\"caller\": null}", "c1"), Ok(None));
-        assert!(matches!(parse_answer(b"", "c1"), Err(BadAnswer::Garbled(_))));
-        assert!(matches!(parse_answer(b"<html>", "c1"), Err(BadAnswer::Garbled(_))));
-        assert!(matches!(parse_answer(b"{\"caller\": 1", "c1"), Err(BadAnswer::Garbled(_))));
-        assert!(matches!(parse_answer(b"[1]", "c1"), Err(BadAnswer::Wrong(_))));
+        assert!(matches!(
+            parse_answer(b"", "c1"),
+            Err(BadAnswer::Garbled(_))
+        ));
+        assert!(matches!(
+            parse_answer(b"<html>", "c1"),
+            Err(BadAnswer::Garbled(_))
+        ));
+        assert!(matches!(
+            parse_answer(b"{\"caller\": 1", "c1"),
+            Err(BadAnswer::Garbled(_))
+        ));
+        assert!(matches!(
+            parse_answer(b"[1]", "c1"),
+            Err(BadAnswer::Wrong(_))
+        ));
         assert!(matches!(
             parse_answer(br#"{"callId": "c2", "caller": 1}"#, "c1"),
             Err(BadAnswer::Wrong(_))
@@ -363,7 +386,10 @@ mod tests {
     fn statuses() {
         assert_eq!(classify(401, b"", "c"), Verdict::TokenRejected);
         assert_eq!(classify(404, b"", "c"), Verdict::WrongUrl);
-        assert!(matches!(classify(400, b"x", "c"), Verdict::Final(LookupKind::BadRequest, _)));
+        assert!(matches!(
+            classify(400, b"x", "c"),
+            Verdict::Final(LookupKind::BadRequest, _)
+        ));
         assert!(matches!(
             classify(429, b"", "c"),
             Verdict::Transient(LookupKind::RateLimited, _)
@@ -382,6 +408,9 @@ mod tests {
         let later = SystemTime::now() + Duration::from_secs(120);
         h.insert(RETRY_AFTER, httpdate::fmt_http_date(later).parse().unwrap());
         let d = retry_after(&h).unwrap();
-        assert!(d > Duration::from_secs(100) && d <= Duration::from_secs(120), "{d:?}");
+        assert!(
+            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
+            "{d:?}"
+        );
     }
 }

@@ -69,16 +69,41 @@ pub struct LookupAnswer<'a> {
     pub caller: Option<&'a RawValue>,
     #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
     pub called: Option<&'a RawValue>,
-    #[serde(borrow, default, rename = "mediaAbility", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        borrow,
+        default,
+        rename = "mediaAbility",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub media_ability: Option<&'a RawValue>,
     #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
     pub calldata: Option<&'a RawValue>,
-    #[serde(borrow, default, rename = "callId", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        borrow,
+        default,
+        rename = "callId",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub call_id: Option<&'a RawValue>,
-    #[serde(borrow, default, rename = "callSkillId", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        borrow,
+        default,
+        rename = "callSkillId",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub call_skill_id: Option<&'a RawValue>,
-    #[serde(borrow, default, rename = "callSkill", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        borrow,
+        default,
+        rename = "callSkill",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub call_skill: Option<&'a RawValue>,
-    #[serde(borrow, default, rename = "callType", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        borrow,
+        default,
+        rename = "callType",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub call_type: Option<&'a RawValue>,
 }

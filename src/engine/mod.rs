@@ -78,9 +78,10 @@ impl Engine {
         done: mpsc::Sender<Done>,
         cancel: CancellationToken,
     ) -> Result<End, EngineError> {
-        let batches = stream::unfold(batches, |mut rx| async move {
-            rx.recv().await.map(|b| (b, rx))
-        });
+        let batches = stream::unfold(
+            batches,
+            |mut rx| async move { rx.recv().await.map(|b| (b, rx)) },
+        );
         let engine = self.clone();
         let items = batches
             .flat_map(move |batch| engine.clone().row_futures(batch))
@@ -111,7 +112,9 @@ impl Engine {
                     batch.outcomes.push(outcome);
                     if batch.outcomes.len() == batch.data.num_rows() {
                         let batch = current.take().expect("just used");
-                        done.send(batch).await.map_err(|_| EngineError::WriterGone)?;
+                        done.send(batch)
+                            .await
+                            .map_err(|_| EngineError::WriterGone)?;
                     }
                 }
             }
@@ -131,7 +134,9 @@ impl Engine {
         let batch = match batch {
             Ok(b) if b.data.num_rows() > 0 => b,
             Ok(_) => return stream::empty().boxed(),
-            Err(e) => return stream::once(future::ready(future::ready(Err(e.into())).boxed())).boxed(),
+            Err(e) => {
+                return stream::once(future::ready(future::ready(Err(e.into())).boxed())).boxed()
+            }
         };
         let keys: Arc<[RowKey]> = batch.keys.into();
         let start = Item::Start(Done {

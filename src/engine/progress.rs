@@ -46,7 +46,12 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn start(mode: ProgressMode, interval: Duration, stats: Arc<Stats>, size: Size) -> Progress {
+    pub fn start(
+        mode: ProgressMode,
+        interval: Duration,
+        stats: Arc<Stats>,
+        size: Size,
+    ) -> Progress {
         let stop = CancellationToken::new();
         let bar = match mode {
             ProgressMode::Never => None,
@@ -92,10 +97,8 @@ async fn draw_bar(stats: Arc<Stats>, size: Size, stop: CancellationToken) {
     let started = Instant::now();
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     bar.set_style(
-        ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} rows  {msg}  eta {eta}",
-        )
-        .expect("valid template"),
+        ProgressStyle::with_template("{bar:30} {pos}/{len} rows  {msg}  eta {eta}")
+            .expect("valid template"),
     );
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {

@@ -38,7 +38,11 @@ impl CsvReader {
         };
         let mut buffered = BufReader::with_capacity(256 * 1024, raw);
         // The csv crate keeps a BOM as part of the first column's name: drop it here.
-        if buffered.fill_buf().map_err(io)?.starts_with(b"\xEF\xBB\xBF") {
+        if buffered
+            .fill_buf()
+            .map_err(io)?
+            .starts_with(b"\xEF\xBB\xBF")
+        {
             buffered.consume(3);
         }
         let mut reader = csv::ReaderBuilder::new()

@@ -98,7 +98,9 @@ pub enum InputError {
         row: u64,
         message: String,
     },
-    #[error("{file}: not a readable Parquet file ({message}); if it is CSV, pass --input-format csv")]
+    #[error(
+        "{file}: not a readable Parquet file ({message}); if it is CSV, pass --input-format csv"
+    )]
     NotParquet { file: String, message: String },
     #[error("{file}: cannot read Parquet: {message}")]
     Parquet { file: String, message: String },

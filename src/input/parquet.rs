@@ -31,13 +31,14 @@ impl ParquetReader {
         let total_rows = u64::try_from(builder.metadata().file_metadata().num_rows()).ok();
         let schema = builder.schema().clone();
         let keys = KeyColumns::find(&schema, spec, &file)?;
-        let reader = builder
-            .with_batch_size(BATCH_ROWS)
-            .build()
-            .map_err(|e| InputError::Parquet {
-                file: file.clone(),
-                message: e.to_string(),
-            })?;
+        let reader =
+            builder
+                .with_batch_size(BATCH_ROWS)
+                .build()
+                .map_err(|e| InputError::Parquet {
+                    file: file.clone(),
+                    message: e.to_string(),
+                })?;
         Ok(Reader {
             schema,
             total_rows,

@@ -48,9 +48,7 @@ impl CsvRows {
             .iter()
             .map(|f| f.name().as_str())
             .chain(columns::NAMES);
-        writer
-            .write_record(header)
-            .map_err(|e| io_error(name, e))?;
+        writer.write_record(header).map_err(|e| io_error(name, e))?;
         Ok(CsvRows { writer })
     }
 
@@ -91,12 +89,16 @@ impl CsvRows {
             }
             let f = outcome.fields().unwrap_or(&none);
             let mut int = |v: Option<i64>| v.map_or("", |v| int_buf.format(v)).to_owned();
-            w.write_field(f.caller.as_deref().unwrap_or("")).map_err(err)?;
-            w.write_field(f.called.as_deref().unwrap_or("")).map_err(err)?;
+            w.write_field(f.caller.as_deref().unwrap_or(""))
+                .map_err(err)?;
+            w.write_field(f.called.as_deref().unwrap_or(""))
+                .map_err(err)?;
             w.write_field(int(f.media_ability)).map_err(err)?;
-            w.write_field(f.call_data.as_deref().unwrap_or("")).map_err(err)?;
+            w.write_field(f.call_data.as_deref().unwrap_or(""))
+                .map_err(err)?;
             w.write_field(int(f.call_skill_id)).map_err(err)?;
-            w.write_field(f.call_skill.as_deref().unwrap_or("")).map_err(err)?;
+            w.write_field(f.call_skill.as_deref().unwrap_or(""))
+                .map_err(err)?;
             w.write_field(int(f.call_type)).map_err(err)?;
             w.write_field(outcome.status()).map_err(err)?;
             w.write_record(None::<&[u8]>).map_err(err)?;
@@ -105,12 +107,10 @@ impl CsvRows {
     }
 
     pub(super) fn finish(self, name: &str) -> Result<Sink, OutputError> {
-        self.writer
-            .into_inner()
-            .map_err(|e| OutputError::Io {
-                file: name.to_owned(),
-                source: std::io::Error::new(e.error().kind(), e.error().to_string()),
-            })
+        self.writer.into_inner().map_err(|e| OutputError::Io {
+            file: name.to_owned(),
+            source: std::io::Error::new(e.error().kind(), e.error().to_string()),
+        })
     }
 }
 

@@ -60,7 +60,9 @@ pub enum OutputError {
     Create { file: String, source: io::Error },
     #[error("{file}: Parquet writer failed: {message}")]
     Parquet { file: String, message: String },
-    #[error("the input already has a column `{column}`, which callinfo adds; rename or drop it first")]
+    #[error(
+        "the input already has a column `{column}`, which callinfo adds; rename or drop it first"
+    )]
     ColumnClash { column: String },
 }
 
@@ -147,11 +149,9 @@ impl Writer {
         let sink = Sink::open(dest)?;
         let rows = match format {
             Format::Csv => Rows::Csv(csv::CsvRows::new(sink, input_schema, &rows_name)?),
-            Format::Parquet => Rows::Parquet(parquet::ParquetRows::new(
-                sink,
-                input_schema,
-                &rows_name,
-            )?),
+            Format::Parquet => {
+                Rows::Parquet(parquet::ParquetRows::new(sink, input_schema, &rows_name)?)
+            }
         };
         let report = report::Report::create(errors)?;
         Ok(Writer {

@@ -5,7 +5,14 @@ use std::path::Path;
 
 use super::{AtomicFile, Done, OutputError};
 
-pub const HEADER: [&str; 6] = ["row", "call_id", "kind", "http_status", "attempts", "message"];
+pub const HEADER: [&str; 6] = [
+    "row",
+    "call_id",
+    "kind",
+    "http_status",
+    "attempts",
+    "message",
+];
 
 pub(super) struct Report {
     writer: csv::Writer<AtomicFile>,
@@ -46,7 +53,14 @@ impl Report {
             let row = row_buf.format(done.first_row + i as u64);
             let status = f.http_status.map_or("", |s| status_buf.format(s));
             let attempts = attempts_buf.format(f.attempts);
-            let record = [row, key.call_id(), f.kind.as_str(), status, attempts, &f.message];
+            let record = [
+                row,
+                key.call_id(),
+                f.kind.as_str(),
+                status,
+                attempts,
+                &f.message,
+            ];
             if let Err(e) = self.writer.write_record(record) {
                 return Err(self.error(e));
             }
@@ -60,6 +74,7 @@ impl Report {
             file: name.clone(),
             source: std::io::Error::new(e.error().kind(), e.error().to_string()),
         })?;
-        file.commit().map_err(|source| OutputError::Io { file: name, source })
+        file.commit()
+            .map_err(|source| OutputError::Io { file: name, source })
     }
 }

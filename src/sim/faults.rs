@@ -26,8 +26,11 @@ pub(super) enum Fault {
 const BAD_GATEWAY_PAGE: &str = "<html>502 Bad Gateway</html>";
 
 /// Faults forced by a call-ID prefix, so a test can put an exact fault on an exact row.
-const FORCED: [(&str, Fault); 8] = [
+/// `sim401-` refuses every token for that call, as when the app lacks the API: a 401 that
+/// a refresh does not cure.
+const FORCED: [(&str, Fault); 9] = [
     ("sim400-", Fault::Status(StatusCode::BAD_REQUEST)),
+    ("sim401-", Fault::Status(StatusCode::UNAUTHORIZED)),
     ("sim500-", Fault::Status(StatusCode::INTERNAL_SERVER_ERROR)),
     ("sim503-", Fault::Status(StatusCode::SERVICE_UNAVAILABLE)),
     ("sim429-", Fault::RateLimited),

@@ -36,7 +36,10 @@ fn wrong_base_url_path_is_one_line_and_exit_1() {
         .arg(wd.path("out.csv"));
     let run = run(cmd);
     assert_eq!(run.code, 1, "{run:?}");
-    assert!(run.stderr.contains("404") && run.stderr.contains("--base-url"), "{run:?}");
+    assert!(
+        run.stderr.contains("404") && run.stderr.contains("--base-url"),
+        "{run:?}"
+    );
     assert_eq!(sim.stat("lookup_requests"), 0);
     assert_eq!(wd.files(), ["in.csv"]);
 }
@@ -55,7 +58,11 @@ fn unreachable_base_url_is_one_line_and_exit_1() {
         .arg(wd.path("out.csv"));
     let run = run(cmd);
     assert_eq!(run.code, 1, "{run:?}");
-    assert!(run.stderr.contains("cannot get a token from http://127.0.0.1:9"), "{run:?}");
+    assert!(
+        run.stderr
+            .contains("cannot get a token from http://127.0.0.1:9"),
+        "{run:?}"
+    );
     assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
 }
 
@@ -70,7 +77,10 @@ fn token_refreshed_ahead_of_expiry_without_a_401() {
     let stats = sim.stats();
     let tokens = stats["token_requests"].as_u64().unwrap();
     assert!((2..=4).contains(&tokens), "one token per ~1.6 s: {stats}");
-    assert!(stats["by_status"].get("401").is_none(), "refreshed before expiry: {stats}");
+    assert!(
+        stats["by_status"].get("401").is_none(),
+        "refreshed before expiry: {stats}"
+    );
     assert_eq!(stats["lookup_requests"], 120);
 }
 

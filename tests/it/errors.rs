@@ -8,8 +8,18 @@ fn each_error_kind_once_with_its_report_line() {
     let sim = Sim::start(&["--retry-after", "0"]);
     let wd = Workdir::new();
     let ids: Vec<String> = [
-        "c-ok", "", "missing-1", "sim400-1", "sim401-1", "sim429-1", "sim503-1", "simhang-1",
-        "simdrop-1", "simjunk-1", "simtype-1", "simecho-1",
+        "c-ok",
+        "",
+        "missing-1",
+        "sim400-1",
+        "sim401-1",
+        "sim429-1",
+        "sim503-1",
+        "simhang-1",
+        "simdrop-1",
+        "simjunk-1",
+        "simtype-1",
+        "simecho-1",
     ]
     .map(String::from)
     .to_vec();
@@ -60,7 +70,12 @@ fn each_error_kind_once_with_its_report_line() {
     assert_eq!(out[1][5..], expected_cells("c-ok")[..]);
     for (row, line) in out[2..].iter().zip(&report[1..]) {
         assert_eq!(row[0], line[1], "same rows, same order");
-        assert_eq!(row[5..12], ["", "", "", "", "", "", ""], "no enrichment for {}", row[0]);
+        assert_eq!(
+            row[5..12],
+            ["", "", "", "", "", "", ""],
+            "no enrichment for {}",
+            row[0]
+        );
         assert_eq!(row[12], line[2], "lookup_status is the report's kind");
     }
 

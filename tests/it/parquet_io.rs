@@ -19,8 +19,9 @@ const N: usize = 1000;
 /// A typed input: integer call IDs, dictionary strings, decimals, timestamps, nulls.
 fn typed_input(wd: &Workdir) -> RecordBatch {
     let call_ids: Vec<i64> = (0..N as i64).map(|i| 1652317325000 + i).collect();
-    let users: DictionaryArray<Int32Type> =
-        (0..N).map(|i| if i % 2 == 0 { "u-even" } else { "u-odd" }).collect();
+    let users: DictionaryArray<Int32Type> = (0..N)
+        .map(|i| if i % 2 == 0 { "u-even" } else { "u-odd" })
+        .collect();
     let batch = RecordBatch::try_new(
         Arc::new(Schema::new(vec![
             Field::new("callId", DataType::Int64, false),
@@ -28,7 +29,11 @@ fn typed_input(wd: &Workdir) -> RecordBatch {
             Field::new("tenantId", DataType::Utf8, false),
             Field::new("agentId", DataType::Int32, false),
             Field::new("amount", DataType::Decimal128(10, 2), true),
-            Field::new("started", DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), false),
+            Field::new(
+                "started",
+                DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+                false,
+            ),
             Field::new("score", DataType::Float64, true),
             Field::new("note", DataType::Utf8, true),
         ])),
@@ -36,22 +41,35 @@ fn typed_input(wd: &Workdir) -> RecordBatch {
             Arc::new(Int64Array::from(call_ids)),
             Arc::new(users),
             Arc::new(StringArray::from(vec!["202205116084"; N])),
-            Arc::new(Int32Array::from_iter_values((0..N as i32).map(|i| 100 + i % 7))),
+            Arc::new(Int32Array::from_iter_values(
+                (0..N as i32).map(|i| 100 + i % 7),
+            )),
             Arc::new(
                 Decimal128Array::from_iter((0..N as i128).map(|i| (i % 3 != 0).then_some(i * 101)))
                     .with_precision_and_scale(10, 2)
                     .unwrap(),
             ),
             Arc::new(
-                TimestampMillisecondArray::from_iter_values((0..N as i64).map(|i| 1_763_884_800_000 + i * 97_000))
-                    .with_timezone("UTC"),
+                TimestampMillisecondArray::from_iter_values(
+                    (0..N as i64).map(|i| 1_763_884_800_000 + i * 97_000),
+                )
+                .with_timezone("UTC"),
             ),
-            Arc::new(Float64Array::from_iter((0..N).map(|i| (i % 5 != 0).then_some(i as f64 / 4.0)))),
-            Arc::new(StringArray::from_iter((0..N).map(|i| (i % 4 != 0).then(|| format!("n{i}, é"))))),
+            Arc::new(Float64Array::from_iter(
+                (0..N).map(|i| (i % 5 != 0).then_some(i as f64 / 4.0)),
+            )),
+            Arc::new(StringArray::from_iter(
+                (0..N).map(|i| (i % 4 != 0).then(|| format!("n{i}, é"))),
+            )),
         ],
     )
     .unwrap();
-    let mut w = ArrowWriter::try_new(File::create(wd.path("in.parquet")).unwrap(), batch.schema(), None).unwrap();
+    let mut w = ArrowWriter::try_new(
+        File::create(wd.path("in.parquet")).unwrap(),
+        batch.schema(),
+        None,
+    )
+    .unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
     batch
@@ -77,8 +95,16 @@ fn parquet_to_parquet_keeps_types_and_values() {
     let out = read_parquet(&wd.path("out.parquet"));
     assert_eq!(out.num_rows(), N);
     for (i, field) in input.schema().fields().iter().enumerate() {
-        assert_eq!(out.schema().field(i), field.as_ref(), "input column {i} keeps its type");
-        assert_eq!(out.column(i).as_ref(), input.column(i).as_ref(), "and its values");
+        assert_eq!(
+            out.schema().field(i),
+            field.as_ref(),
+            "input column {i} keeps its type"
+        );
+        assert_eq!(
+            out.column(i).as_ref(),
+            input.column(i).as_ref(),
+            "and its values"
+        );
     }
     let added: Vec<(String, DataType)> = out.schema().fields()[8..]
         .iter()
@@ -87,7 +113,16 @@ fn parquet_to_parquet_keeps_types_and_values() {
     let s = DataType::Utf8;
     let n = DataType::Int64;
     let names = callinfo::output::columns::NAMES.map(String::from);
-    let types = [s.clone(), s.clone(), n.clone(), s.clone(), n.clone(), s.clone(), n, s];
+    let types = [
+        s.clone(),
+        s.clone(),
+        n.clone(),
+        s.clone(),
+        n.clone(),
+        s.clone(),
+        n,
+        s,
+    ];
     assert_eq!(added, names.into_iter().zip(types).collect::<Vec<_>>());
 
     // Integer call IDs went out as their decimal digits: the answers match those strings.
@@ -110,15 +145,44 @@ fn parquet_to_csv_prints_typed_values() {
     assert_eq!(run.code, 0, "{run:?}");
     let rows = read_csv(&wd.path("out.csv"));
     assert_eq!(rows.len(), N + 1);
-    assert_eq!(rows[1][..8], ["1652317325000", "u-even", "202205116084", "100", "", "2025-11-23T08:00:00Z", "", ""]);
-    assert_eq!(rows[2][..8], ["1652317325001", "u-odd", "202205116084", "101", "1.01", "2025-11-23T08:01:37Z", "0.25", "n1, é"]);
+    assert_eq!(
+        rows[1][..8],
+        [
+            "1652317325000",
+            "u-even",
+            "202205116084",
+            "100",
+            "",
+            "2025-11-23T08:00:00Z",
+            "",
+            ""
+        ]
+    );
+    assert_eq!(
+        rows[2][..8],
+        [
+            "1652317325001",
+            "u-odd",
+            "202205116084",
+            "101",
+            "1.01",
+            "2025-11-23T08:01:37Z",
+            "0.25",
+            "n1, é"
+        ]
+    );
 }
 
 #[test]
 fn pyarrow_reads_the_contract_schema_and_values() {
     let sim = Sim::start(&[]);
     let wd = Workdir::new();
-    let ids = vec!["1652317325-339".to_string(), "long25-a".into(), "".into(), "missing-x".into()];
+    let ids = vec![
+        "1652317325-339".to_string(),
+        "long25-a".into(),
+        "".into(),
+        "missing-x".into(),
+    ];
     let input = wd.write("in.csv", calls_csv(&ids));
     let run = enrich(&sim, &input, &wd.path("out.parquet"), &[]);
     assert_eq!(run.code, 3, "{run:?}");
@@ -136,23 +200,35 @@ print(json.dumps({
         .arg(wd.path("out.parquet"))
         .output()
         .expect("python3");
-    assert!(out.status.success(), "pyarrow: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "pyarrow: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let schema = serde_json::json!([
-        ["callId", "string", false], ["userId", "string", false], ["tenantId", "string", false],
-        ["agentId", "string", false], ["seq", "string", false],
-        ["caller", "string", true], ["called", "string", true], ["media_ability", "int64", true],
-        ["call_data", "string", true], ["call_skill_id", "int64", true], ["call_skill", "string", true],
-        ["call_type", "int64", true], ["lookup_status", "string", true],
+        ["callId", "string", false],
+        ["userId", "string", false],
+        ["tenantId", "string", false],
+        ["agentId", "string", false],
+        ["seq", "string", false],
+        ["caller", "string", true],
+        ["called", "string", true],
+        ["media_ability", "int64", true],
+        ["call_data", "string", true],
+        ["call_skill_id", "int64", true],
+        ["call_skill", "string", true],
+        ["call_type", "int64", true],
+        ["lookup_status", "string", true],
     ]);
     assert_eq!(got["schema"], schema);
     let rows = got["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 4);
-    assert_eq!(rows[0]["caller"], "16993498322");
-    assert_eq!(rows[0]["called"], "62564");
-    assert_eq!(rows[0]["media_ability"], 2);
-    assert_eq!(rows[0]["call_data"], "queue=7,note=café, \"vip\"");
-    assert_eq!(rows[0]["call_skill"], "wechat");
+    assert_eq!(rows[0]["caller"], "10654656826");
+    assert_eq!(rows[0]["called"], "62469");
+    assert_eq!(rows[0]["media_ability"], 1);
+    assert_eq!(rows[0]["call_data"], "queue=2,note=café, \"vip\"");
+    assert_eq!(rows[0]["call_skill"], "video");
     assert_eq!(rows[0]["call_type"], 3);
     assert_eq!(rows[0]["lookup_status"], "ok");
     let long = rows[1]["caller"].as_str().unwrap();

@@ -8,21 +8,39 @@ const SECRET: &str = "S3cr3t-Zebra-4471";
 fn secret_and_token_appear_nowhere() {
     let sim = Sim::start(&["--app-secret", SECRET, "--retry-after", "0"]);
     let wd = Workdir::new();
-    let ids: Vec<String> = ["ok-1", "sim401-2", "sim503-3", "simjunk-4", "missing-5", "ok-6"]
-        .map(String::from)
-        .to_vec();
+    let ids: Vec<String> = [
+        "ok-1",
+        "sim401-2",
+        "sim503-3",
+        "simjunk-4",
+        "missing-5",
+        "ok-6",
+    ]
+    .map(String::from)
+    .to_vec();
     let input = wd.write("in.csv", calls_csv(&ids));
     let mut cmd = callinfo(Some(&sim));
     cmd.env("CEC_APP_SECRET", SECRET)
         .env("RUST_LOG", "trace")
-        .args(["enrich", "--rate", "0", "--max-retries", "1", "--progress", "always"])
+        .args([
+            "enrich",
+            "--rate",
+            "0",
+            "--max-retries",
+            "1",
+            "--progress",
+            "always",
+        ])
         .arg(&input)
         .arg(wd.path("out.csv"))
         .arg("--summary-json")
         .arg(wd.path("summary.json"));
     let run = run(cmd);
     assert_eq!(run.code, 3, "{run:?}");
-    assert!(run.stderr.lines().count() > 20, "trace logging ran: {run:?}");
+    assert!(
+        run.stderr.lines().count() > 20,
+        "trace logging ran: {run:?}"
+    );
 
     let everything = [
         run.stdout.clone(),

@@ -29,7 +29,9 @@ fn sigint_exits_130_and_writes_nothing_under_the_final_name() {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let child = cmd.spawn().unwrap();
-    wait_for(&sim, "lookups to start", |s| s["lookup_requests"].as_u64() >= Some(20));
+    wait_for(&sim, "lookups to start", |s| {
+        s["lookup_requests"].as_u64() >= Some(20)
+    });
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
