@@ -106,6 +106,14 @@ pub struct EnrichArgs {
     #[arg(long, default_value_t = 3600, value_name = "SECS")]
     pub token_lifetime: u64,
 
+    /// Ignore and remove the journal of an earlier, unfinished run, and start over.
+    #[arg(long)]
+    pub fresh: bool,
+    /// A store of outcomes shared across runs and jobs: keys already answered `ok` or
+    /// `not_found` there are not looked up again. Created if missing.
+    #[arg(long, value_name = "PATH")]
+    pub cache: Option<PathBuf>,
+
     /// Progress display on stderr.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,

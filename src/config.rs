@@ -18,6 +18,10 @@ pub struct Job {
     pub output: Destination,
     pub output_format: Format,
     pub errors: PathBuf,
+    /// Every finished lookup, so that a rerun redoes nothing: `OUTPUT.journal`.
+    pub journal: PathBuf,
+    pub fresh: bool,
+    pub cache: Option<PathBuf>,
     pub keys: KeySpec,
     pub base_url: String,
     pub app_key: String,
@@ -101,6 +105,7 @@ impl Job {
                 });
             }
         }
+        let journal = journal_path(&output, &errors);
         let app_key = args
             .app_key
             .filter(|k| !k.trim().is_empty())
@@ -138,6 +143,9 @@ impl Job {
             output,
             output_format,
             errors,
+            journal,
+            fresh: args.fresh,
+            cache: args.cache,
             keys: KeySpec {
                 call_id: field(args.call_id_column, None),
                 user_id: field(args.user_id_column, args.user_id),
@@ -157,6 +165,17 @@ impl Job {
             summary_json: args.summary_json,
         })
     }
+}
+
+/// The journal lives beside the output (`out.parquet.journal`), or beside the report when
+/// the output is stdout.
+pub fn journal_path(output: &Destination, errors: &Path) -> PathBuf {
+    let mut name = match output {
+        Destination::File(p) => p.as_os_str().to_owned(),
+        Destination::Stdout => errors.as_os_str().to_owned(),
+    };
+    name.push(".journal");
+    PathBuf::from(name)
 }
 
 fn format_of(path: &Path, which: &'static str) -> Result<Format, ConfigError> {

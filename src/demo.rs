@@ -51,6 +51,9 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> Result<Status, Er
         output: Destination::File(output.clone()),
         output_format: args.format,
         errors: errors.clone(),
+        journal: crate::config::journal_path(&Destination::File(output.clone()), &errors),
+        fresh: true,
+        cache: None,
         keys: KeySpec {
             call_id: FieldSpec::default(),
             user_id: FieldSpec::default(),
@@ -72,10 +75,11 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> Result<Status, Er
     let result = enrich::run(job, cancel).await;
     stop.cancel();
     let _ = server.await;
-    let (status, summary) = result?;
-    if status == Status::Interrupted {
-        return Ok(status);
+    let report = result?;
+    if report.status == Status::Interrupted {
+        return Ok(report.status);
     }
+    let summary = report.summary;
     println!("simulator:    http://{addr} (stopped)");
     println!("input:        {}", input.display());
     println!("enriched:     {}", output.display());

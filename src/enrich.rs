@@ -1,6 +1,6 @@
 //! `callinfo enrich`: wires reader -> engine -> writer for one job and decides what the
-//! run produced. Each stage runs on its own: the reader and writer on blocking threads,
-//! the lookups on the async runtime, joined by bounded channels.
+//! run produced. The reader and writer run on blocking threads, the lookups on the async
+//! runtime, joined by bounded channels; the journal records every lookup as it finishes.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -14,20 +14,39 @@ use crate::api::client::Client;
 use crate::backoff::Backoff;
 use crate::config::Job;
 use crate::engine::progress::{Progress, Size};
-use crate::engine::{End, Engine, EngineError, Lookups, Stats};
+use crate::engine::{End, Engine, EngineError, LookupError, Lookups, Memo, Stats};
 use crate::input::{Batch, InputError, Reader};
 use crate::output::{Done, OutputError, Writer};
 use crate::pace::Pacer;
+use crate::store::{self, Role, Store};
 use crate::summary::Summary;
 use crate::{api, Error, Status};
 
 /// Batches queued between stages: enough to keep each busy, few enough to bound memory.
 const QUEUE: usize = 2;
 
-pub async fn run(job: Job, cancel: CancellationToken) -> Result<(Status, Summary), Error> {
+/// What a finished or interrupted run reports.
+pub struct Report {
+    pub status: Status,
+    pub summary: Summary,
+    /// Rows the input has, where known (for the interrupted message).
+    pub total_rows: Option<u64>,
+    pub journal: std::path::PathBuf,
+}
+
+pub async fn run(job: Job, cancel: CancellationToken) -> Result<Report, Error> {
     let started = Instant::now();
     let reader = Reader::open(&job.input, job.input_format, &job.keys)?;
+    let total_rows = reader.total_rows;
     let writer = Writer::create(&job.output, job.output_format, &job.errors, &reader.schema)?;
+    if job.fresh {
+        store::remove_files(&job.journal);
+    }
+    let journal = Store::open(&job.journal, Role::Journal)?;
+    let cache = match &job.cache {
+        Some(path) => Some(Store::open(path, Role::Cache)?),
+        None => None,
+    };
 
     let pacer = Arc::new(Pacer::new(job.rate));
     let backoff = Backoff::new(job.max_retries);
@@ -42,9 +61,6 @@ pub async fn run(job: Job, cancel: CancellationToken) -> Result<(Status, Summary
         pacer.clone(),
         backoff,
     ));
-    // Fail fast: rejected credentials or a wrong base URL stop the run before any row.
-    tokens.get().await.map_err(EngineError::from)?;
-
     let stats = Arc::new(Stats::default());
     let engine = Arc::new(Engine {
         lookups: Lookups {
@@ -55,10 +71,53 @@ pub async fn run(job: Job, cancel: CancellationToken) -> Result<(Status, Summary
             permits: tokio::sync::Semaphore::new(job.concurrency),
             stats: stats.clone(),
         },
+        memo: Memo::new(journal, cache),
         window: (job.concurrency * 16).max(256),
         grace: job.timeout.min(Duration::from_secs(10)),
     });
 
+    // Fail fast: rejected credentials or a wrong base URL stop the run before any row.
+    let result = match tokens.get().await {
+        Ok(_) => pipeline(&job, reader, writer, engine.clone(), cancel).await,
+        Err(e) => Err(EngineError::from(LookupError::from(e)).into()),
+    };
+    let closed = engine.memo.close();
+    let summary =
+        |status: Status| Summary::new(&stats, tokens.requests(), started.elapsed(), status.code());
+    let report = |status: Status| Report {
+        status,
+        summary: summary(status),
+        total_rows,
+        journal: job.journal.clone(),
+    };
+    match result {
+        Err(e) => Err(e),
+        Ok(None) => {
+            closed?;
+            Ok(report(Status::Interrupted))
+        }
+        Ok(Some(())) => {
+            closed?;
+            if stats.failed_total() == 0 {
+                // Nothing left to redo: the journal has done its job.
+                engine.memo.journal.remove()?;
+                Ok(report(Status::AllOk))
+            } else {
+                Ok(report(Status::SomeFailed))
+            }
+        }
+    }
+}
+
+/// Run the stages; `Ok(None)` when a signal stopped the run before the end.
+async fn pipeline(
+    job: &Job,
+    reader: Reader,
+    writer: Writer,
+    engine: Arc<Engine>,
+    cancel: CancellationToken,
+) -> Result<Option<()>, Error> {
+    let stats = engine.lookups.stats.clone();
     let bytes_read = Arc::new(AtomicU64::new(0));
     let size = Size {
         rows: reader.total_rows,
@@ -69,7 +128,7 @@ pub async fn run(job: Job, cancel: CancellationToken) -> Result<(Status, Summary
     let (done_tx, done_rx) = mpsc::channel(QUEUE);
     let write_task = tokio::task::spawn_blocking(move || write_all(writer, done_rx));
 
-    let progress = Progress::start(job.progress, job.progress_interval, stats.clone(), size);
+    let progress = Progress::start(job.progress, job.progress_interval, stats, size);
     let end = engine.run(batch_rx, done_tx, cancel).await;
     progress.finish().await;
     let written = write_task.await.expect("the writer thread does not panic");
@@ -78,22 +137,14 @@ pub async fn run(job: Job, cancel: CancellationToken) -> Result<(Status, Summary
         // The writer's own error says more than the engine's "writer stopped".
         (_, Err(e)) => return Err(e.into()),
         (Err(e), Ok(_)) => return Err(e.into()),
-        (Ok(End::Interrupted), Ok(_unfinished)) => {
-            let summary = Summary::new(&stats, tokens.requests(), started.elapsed(), 130);
-            return Ok((Status::Interrupted, summary));
-        }
+        // Dropping the unfinished writer removes its temporary files.
+        (Ok(End::Interrupted), Ok(_unfinished)) => return Ok(None),
         (Ok(End::Complete), Ok(writer)) => writer,
     };
     tokio::task::spawn_blocking(move || writer.finish())
         .await
         .expect("the writer thread does not panic")?;
-    let status = if stats.failed_total() == 0 {
-        Status::AllOk
-    } else {
-        Status::SomeFailed
-    };
-    let summary = Summary::new(&stats, tokens.requests(), started.elapsed(), status.code());
-    Ok((status, summary))
+    Ok(Some(()))
 }
 
 fn read_all(

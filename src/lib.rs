@@ -30,6 +30,7 @@ pub mod output;
 pub mod pace;
 pub mod secret;
 pub mod sim;
+pub mod store;
 pub mod summary;
 
 use tokio_util::sync::CancellationToken;
@@ -66,6 +67,8 @@ pub enum Error {
     Output(#[from] output::OutputError),
     #[error(transparent)]
     Engine(#[from] engine::EngineError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
     #[error("{0}")]
     Setup(String),
 }
@@ -86,12 +89,12 @@ pub async fn run(cli: Cli, cancel: CancellationToken) -> Result<Status, Error> {
         Command::Enrich(args) => {
             let summary_path = args.summary_json.clone();
             let job = config::Job::from_args(*args)?;
-            let (status, summary) = enrich::run(job, cancel).await?;
-            report(status, &summary);
+            let report = enrich::run(job, cancel).await?;
+            tell(&report);
             if let Some(path) = summary_path {
-                write_summary(&path, &summary)?;
+                write_summary(&path, &report.summary)?;
             }
-            Ok(status)
+            Ok(report.status)
         }
         Command::Simulate(args) => {
             let listener = tokio::net::TcpListener::bind(args.listen)
@@ -112,13 +115,25 @@ pub async fn run(cli: Cli, cancel: CancellationToken) -> Result<Status, Error> {
     }
 }
 
-fn report(status: Status, summary: &summary::Summary) {
-    match status {
-        Status::Interrupted => eprintln!(
-            "callinfo: interrupted: {} rows done; nothing was written under the output name; run the same command again",
-            summary.rows
+/// The run's last line on stderr.
+fn tell(report: &enrich::Report) {
+    let s = &report.summary;
+    match report.status {
+        Status::Interrupted => {
+            let of = report.total_rows.map(|t| format!(" of {t}")).unwrap_or_default();
+            eprintln!(
+                "callinfo: interrupted: {}{of} rows done, {} lookups saved in {}; nothing was written under the output name; run the same command again to finish",
+                s.rows,
+                s.lookups,
+                report.journal.display()
+            )
+        }
+        Status::SomeFailed => eprintln!(
+            "callinfo: {}; the failed rows are in the error report; rerunning the same command retries the transient ones (journal {})",
+            s.line(),
+            report.journal.display()
         ),
-        _ => eprintln!("callinfo: {}", summary.line()),
+        Status::AllOk => eprintln!("callinfo: {}", s.line()),
     }
 }
 

@@ -60,6 +60,12 @@ impl LookupKind {
         )
     }
 
+    /// Failures a rerun of the job looks up again instead of reusing from the journal: the
+    /// transient ones, and 401s, since the account's state may have been fixed meanwhile.
+    pub fn retry_on_rerun(self) -> bool {
+        self.is_transient() || self == LookupKind::Unauthorized
+    }
+
     pub fn index(self) -> usize {
         self as usize
     }

@@ -23,8 +23,16 @@ pub struct Summary {
     pub token_requests: u64,
     pub retries: u64,
     pub throttled_429: u64,
-    /// Keys looked up over HTTP.
+    /// Keys looked up over HTTP in this run.
     pub lookups: u64,
+    /// Distinct keys met so far: looked up now, or answered by the journal or the cache.
+    pub distinct_keys: u64,
+    /// Rows that shared an earlier row's key, and so its lookup.
+    pub deduplicated: u64,
+    /// Rows answered by the journal of an earlier, unfinished run of the same job.
+    pub from_journal: u64,
+    /// Rows answered by `--cache`.
+    pub from_cache: u64,
     pub elapsed_s: f64,
     pub rows_per_s: f64,
     pub requests_per_s: f64,
@@ -58,6 +66,12 @@ impl Summary {
             retries: Stats::get(&stats.retries),
             throttled_429: Stats::get(&stats.throttled),
             lookups: Stats::get(&stats.lookups),
+            distinct_keys: Stats::get(&stats.lookups)
+                + Stats::get(&stats.from_journal)
+                + Stats::get(&stats.from_cache),
+            deduplicated: Stats::get(&stats.deduplicated),
+            from_journal: Stats::get(&stats.from_journal),
+            from_cache: Stats::get(&stats.from_cache),
             elapsed_s: (secs * 1000.0).round() / 1000.0,
             rows_per_s: per_s(rows),
             requests_per_s: per_s(lookup_requests + token_requests),
@@ -78,10 +92,12 @@ impl Summary {
         } else {
             format!("{} failed ({})", self.failed, kinds.join(", "))
         };
+        let reused = self.deduplicated + self.from_journal + self.from_cache;
         format!(
-            "{} rows: {} ok, {failed}; {} requests ({} retries, {} throttled, {} token) in {:.1}s, {:.0} rows/s",
+            "{} rows: {} ok, {failed}; {} reused; {} requests ({} retries, {} throttled, {} token) in {:.1}s, {:.0} rows/s",
             self.rows,
             self.ok,
+            reused,
             self.requests,
             self.retries,
             self.throttled_429,

@@ -13,7 +13,7 @@ use crate::backoff::Backoff;
 use crate::pace::Pacer;
 use crate::secret::Secret;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum AuthError {
     #[error("credentials rejected by {url} (HTTP {status}); check CEC_APP_KEY and CEC_APP_SECRET")]
     Rejected { url: String, status: u16 },

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 
 use super::stats::Stats;
-use super::EngineError;
+use super::LookupError;
 use crate::api::auth::TokenProvider;
 use crate::api::client::{Client, Verdict};
 use crate::backoff::Backoff;
@@ -25,8 +25,7 @@ pub struct Lookups {
 }
 
 impl Lookups {
-    pub async fn lookup(&self, key: &CallKey) -> Result<Outcome, EngineError> {
-        Stats::bump(&self.stats.lookups);
+    pub async fn lookup(&self, key: &CallKey) -> Result<Outcome, LookupError> {
         let mut attempts = 0;
         let mut retries = 0;
         let mut refreshed = false;
@@ -66,7 +65,7 @@ impl Lookups {
                 }
                 Verdict::Final(kind, message) => return failed(kind, message),
                 Verdict::WrongUrl => {
-                    return Err(EngineError::WrongUrl {
+                    return Err(LookupError::WrongUrl {
                         url: self.client.url().to_owned(),
                     })
                 }

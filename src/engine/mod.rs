@@ -7,6 +7,7 @@
 //! `--concurrency` semaphore in [`lookup::Lookups`].
 
 pub mod lookup;
+pub mod memo;
 pub mod progress;
 pub mod stats;
 
@@ -23,19 +24,31 @@ use crate::input::{Batch, InputError};
 use crate::key::RowKey;
 use crate::outcome::{LookupKind, Outcome};
 use crate::output::Done;
+use crate::store::{Found, StoreError};
 
 pub use lookup::Lookups;
+pub use memo::Memo;
 pub use stats::Stats;
 
 /// Rows that must fail the same way, before any succeeds, to call a failure systemic.
 pub const SYSTEMIC_ROWS: u32 = 10;
 
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
+/// A lookup that cannot go on, for any row: cloneable, since rows that share a key share
+/// the lookup and its end.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LookupError {
     #[error(transparent)]
     Auth(#[from] AuthError),
     #[error("{url} answered HTTP 404: wrong base URL or path; check --base-url")]
     WrongUrl { url: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Lookup(#[from] LookupError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("stopped after the first {rows} lookups all failed as {kind} (last: {message}); nothing suggests the rest would do better")]
     Systemic {
         rows: u32,
@@ -65,6 +78,7 @@ enum Item {
 
 pub struct Engine {
     pub lookups: Lookups,
+    pub memo: Memo,
     /// Rows that may be in progress at once: the reorder window.
     pub window: usize,
     /// How long rows in flight may take to finish after a signal.
@@ -154,11 +168,46 @@ impl Engine {
         first.chain(rows).boxed()
     }
 
-    async fn resolve(&self, key: &RowKey) -> Result<Arc<Outcome>, EngineError> {
-        match key {
-            RowKey::Invalid { reason, .. } => Ok(Arc::new(Outcome::invalid_input(reason.clone()))),
-            RowKey::Valid(key) => self.lookups.lookup(key).await.map(Arc::new),
-        }
+    /// The outcome of one row: known already (journal, cache, an earlier row with the same
+    /// key), being looked up for another row (share that lookup), or looked up now.
+    async fn resolve(self: Arc<Self>, key: &RowKey) -> Result<Arc<Outcome>, EngineError> {
+        let key = match key {
+            RowKey::Invalid { reason, .. } => {
+                return Ok(Arc::new(Outcome::invalid_input(reason.clone())))
+            }
+            RowKey::Valid(key) => key,
+        };
+        let stats = &self.lookups.stats;
+        let shared = {
+            let mut inflight = self.memo.inflight.lock().unwrap();
+            if let Some(lookup) = inflight.get(key) {
+                Stats::bump(&stats.deduplicated);
+                lookup.clone()
+            } else if let Some((outcome, found)) = self.memo.known(key)? {
+                match found {
+                    (Found::ThisRun, _) => Stats::bump(&stats.deduplicated),
+                    (Found::Earlier, memo::From::Journal) => Stats::bump(&stats.from_journal),
+                    (Found::Earlier, memo::From::Cache) => Stats::bump(&stats.from_cache),
+                }
+                return Ok(outcome);
+            } else {
+                let engine = self.clone();
+                let owned = key.clone();
+                let lookup = async move {
+                    let outcome = engine.lookups.lookup(&owned).await.map(Arc::new);
+                    if let Ok(o) = &outcome {
+                        Stats::bump(&engine.lookups.stats.lookups);
+                        engine.memo.record(&owned, o);
+                    }
+                    outcome
+                }
+                .boxed()
+                .shared();
+                inflight.insert(key.clone(), lookup.clone());
+                lookup
+            }
+        };
+        Ok(shared.await?)
     }
 }
 

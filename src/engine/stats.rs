@@ -16,11 +16,14 @@ pub struct Stats {
     pub retries: AtomicU64,
     /// 429 answers received.
     pub throttled: AtomicU64,
-    /// Distinct keys looked up over HTTP (rows that shared a key with an earlier row reuse
-    /// its outcome).
+    /// Keys looked up over HTTP to the end (rows that share a key share its lookup).
     pub lookups: AtomicU64,
-    /// Rows whose outcome came from an earlier identical key in this run.
+    /// Rows whose outcome came from an earlier row with the same key in this run.
     pub deduplicated: AtomicU64,
+    /// Rows answered from the journal of an earlier, unfinished run of this job.
+    pub from_journal: AtomicU64,
+    /// Rows answered from `--cache`.
+    pub from_cache: AtomicU64,
 }
 
 impl Stats {

@@ -97,5 +97,9 @@ fn a_401_that_survives_a_refresh_is_systemic() {
     // 10 rows decide; the 4 in flight at that moment may finish: 2 requests each.
     let lookups = sim.stat("lookup_requests");
     assert!(lookups <= 2 * (10 + 4 + 4), "bounded: {lookups}");
-    assert_eq!(wd.files(), ["in.csv"]);
+    assert_eq!(
+        wd.files(),
+        ["in.csv", "out.csv.journal"],
+        "the work done is kept"
+    );
 }

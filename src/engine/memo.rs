@@ -1,0 +1,78 @@
+//! One lookup per distinct key. A key is answered, in order, by a lookup already in flight
+//! for another row, by the journal (this job's earlier runs and this run's earlier rows),
+//! or by the cache; only then is it looked up. Memory holds the keys in flight; everything
+//! finished lives in the journal on disk, so de-duplication stays bounded whatever the input.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use futures::future::{BoxFuture, Shared};
+
+use super::LookupError;
+use crate::key::CallKey;
+use crate::outcome::Outcome;
+use crate::store::{Found, Store, StoreError};
+
+pub type SharedLookup = Shared<BoxFuture<'static, Result<Arc<Outcome>, LookupError>>>;
+
+/// Which store knew the outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum From {
+    Journal,
+    Cache,
+}
+
+pub struct Memo {
+    pub journal: Store,
+    pub cache: Option<Store>,
+    /// Held while checking and inserting, so two rows never both start the same lookup.
+    pub(super) inflight: Mutex<HashMap<CallKey, SharedLookup>>,
+}
+
+impl Memo {
+    pub fn new(journal: Store, cache: Option<Store>) -> Memo {
+        Memo {
+            journal,
+            cache,
+            inflight: Mutex::default(),
+        }
+    }
+
+    pub(super) fn known(
+        &self,
+        key: &CallKey,
+    ) -> Result<Option<(Arc<Outcome>, (Found, From))>, StoreError> {
+        if let Some((o, found)) = self.journal.get(key)? {
+            return Ok(Some((o, (found, From::Journal))));
+        }
+        if let Some(cache) = &self.cache {
+            if let Some((o, found)) = cache.get(key)? {
+                return Ok(Some((o, (found, From::Cache))));
+            }
+        }
+        Ok(None)
+    }
+
+    /// A lookup finished: keep it, then let later rows find it there instead of in flight.
+    pub(super) fn record(&self, key: &CallKey, outcome: &Arc<Outcome>) {
+        self.journal.put(key, outcome);
+        if let Some(cache) = &self.cache {
+            cache.put(key, outcome);
+        }
+        self.inflight.lock().unwrap().remove(key);
+    }
+
+    /// Forget lookups still in flight (after a stop), then commit and close both stores.
+    pub fn close(&self) -> Result<(), StoreError> {
+        self.inflight.lock().unwrap().clear();
+        if let Some(cache) = &self.cache {
+            cache.close()?;
+        }
+        self.journal.close()?;
+        // A run that stopped before its first lookup leaves nothing behind.
+        if self.journal.is_empty()? {
+            self.journal.remove()?;
+        }
+        Ok(())
+    }
+}
