@@ -21,8 +21,10 @@ impl AtomicFile {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let prefix = format!(".{name}.");
+        remove_leftovers(dir, &prefix);
         let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
+            .prefix(&prefix)
             .suffix(".tmp")
             .tempfile_in(dir)?;
         Ok(AtomicFile {
@@ -42,6 +44,26 @@ impl AtomicFile {
         self.tmp.persist(&self.target).map_err(|e| e.error)?;
         // The rename itself is durable only once the directory is synced.
         File::open(&dir)?.sync_all()
+    }
+}
+
+/// A run killed with SIGKILL (or a power cut) cannot remove its temporary files: the next
+/// run for the same target does. Only names this module makes are touched:
+/// `.{name}.XXXXXX.tmp`, with tempfile's six random characters.
+fn remove_leftovers(dir: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let ours = name
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_suffix(".tmp"))
+            .is_some_and(|random| random.len() == 6 && !random.contains('.'));
+        if ours {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 

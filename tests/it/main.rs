@@ -8,5 +8,6 @@ mod bad_input;
 mod csv_io;
 mod errors;
 mod parquet_io;
+mod resume;
 mod secrets;
 mod shutdown;

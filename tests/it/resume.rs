@@ -1,0 +1,257 @@
+//! A rerun finishes the job without redoing the work: de-duplication, the journal across
+//! SIGKILL and SIGINT, torn and foreign journals, and the cross-run cache.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+const CONCURRENCY: &str = "8";
+
+fn wait_for_lookups(sim: &Sim, at_least: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sim.stat("lookup_requests") < at_least {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {at_least} lookups"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Start enrich, wait until the simulator has seen `at` lookups in all, then send `signal`.
+fn interrupt_at(sim: &Sim, wd: &Workdir, at: u64, signal: &str) -> i32 {
+    let mut cmd = callinfo(Some(sim));
+    cmd.args(["enrich", "--rate", "0", "--concurrency", CONCURRENCY])
+        .arg(wd.path("in.csv"))
+        .arg(wd.path("out.csv"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    wait_for_lookups(sim, at);
+    Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap().code().unwrap_or(-9)
+}
+
+/// The output and report of an uninterrupted run of the same input, on a fresh simulator.
+fn reference(input: &str) -> (String, String) {
+    let sim = Sim::start(&[]);
+    let wd = Workdir::new();
+    let path = wd.write("in.csv", input);
+    let run = enrich(&sim, &path, &wd.path("out.csv"), &[]);
+    assert!(run.code == 0 || run.code == 3, "{run:?}");
+    (wd.read("out.csv"), wd.read("out.errors.csv"))
+}
+
+#[test]
+fn each_key_five_times_is_looked_up_once() {
+    let sim = Sim::start(&[]);
+    let wd = Workdir::new();
+    let distinct = ids("d", 400);
+    let repeated: Vec<String> = (0..5).flat_map(|_| distinct.clone()).collect();
+    let input = wd.write("in.csv", calls_csv(&repeated));
+    let run = enrich(
+        &sim,
+        &input,
+        &wd.path("out.csv"),
+        &[
+            "--concurrency",
+            "32",
+            "--summary-json",
+            wd.path("s.json").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(sim.stat("lookup_requests"), 400);
+    assert_eq!(sim.stat("max_requests_per_call_id"), 1);
+    let rows = read_csv(&wd.path("out.csv"));
+    assert_eq!(rows.len(), 2001);
+    for (i, row) in rows[1..].iter().enumerate() {
+        assert_eq!(row[0], distinct[i % 400], "order unchanged");
+        assert_eq!(row[4], i.to_string());
+        assert_eq!(row[5..], crate::csv_io::expected_cells(&row[0])[..]);
+    }
+    let s: serde_json::Value = serde_json::from_str(&wd.read("s.json")).unwrap();
+    assert_eq!(
+        (s["lookups"].as_u64(), s["deduplicated"].as_u64()),
+        (Some(400), Some(1600))
+    );
+    assert_eq!(
+        wd.files(),
+        ["in.csv", "out.csv", "out.errors.csv", "s.json"],
+        "journal removed after exit 0"
+    );
+}
+
+#[test]
+fn sigkill_twice_then_rerun_matches_an_uninterrupted_run() {
+    let text = calls_csv(&ids("k", 3000));
+    let sim = Sim::start(&["--latency-ms", "5"]);
+    let wd = Workdir::new();
+    wd.write("in.csv", &text);
+    assert_eq!(interrupt_at(&sim, &wd, 600, "-KILL"), -9);
+    assert!(wd.files().contains(&"out.csv.journal".to_string()));
+    assert!(!wd.files().contains(&"out.csv".to_string()));
+    assert_eq!(interrupt_at(&sim, &wd, 1800, "-KILL"), -9);
+    let run = enrich(
+        &sim,
+        &wd.path("in.csv"),
+        &wd.path("out.csv"),
+        &["--concurrency", CONCURRENCY],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+
+    let lookups = sim.stat("lookup_requests");
+    let in_flight = 8 * 2;
+    assert!(
+        (3000..=3000 + in_flight).contains(&lookups),
+        "{lookups} lookups for 3000 keys"
+    );
+    let (out, report) = reference(&text);
+    assert_eq!(wd.read("out.csv"), out, "row for row");
+    assert_eq!(wd.read("out.errors.csv"), report);
+    assert_eq!(wd.files(), ["in.csv", "out.csv", "out.errors.csv"]);
+}
+
+#[test]
+fn sigint_saves_the_journal_and_the_rerun_finishes() {
+    let text = calls_csv(&ids("i", 2000));
+    let sim = Sim::start(&["--latency-ms", "5"]);
+    let wd = Workdir::new();
+    wd.write("in.csv", &text);
+    assert_eq!(interrupt_at(&sim, &wd, 500, "-INT"), 130);
+    let first = sim.stat("lookup_requests");
+    let run = enrich(
+        &sim,
+        &wd.path("in.csv"),
+        &wd.path("out.csv"),
+        &["--concurrency", CONCURRENCY],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    // After a graceful stop, every lookup made was saved: none is made twice.
+    assert_eq!(sim.stat("lookup_requests"), 2000, "first run made {first}");
+    assert_eq!(sim.stat("max_requests_per_call_id"), 1);
+    assert_eq!(wd.read("out.csv"), reference(&text).0);
+}
+
+#[test]
+fn after_exit_3_a_rerun_retries_only_transient_failures() {
+    let sim = Sim::start(&["--retry-after", "0"]);
+    let wd = Workdir::new();
+    let mut keys = ids("ok", 20);
+    keys.extend(["sim503-a", "missing-b", "sim400-c", "sim503-d"].map(String::from));
+    let input = wd.write("in.csv", calls_csv(&keys));
+    let args = ["--max-retries", "1"];
+    let run = enrich(&sim, &input, &wd.path("out.csv"), &args);
+    assert_eq!(run.code, 3, "{run:?}");
+    assert!(run.stderr.contains("out.csv.journal"), "{run:?}");
+    let first = sim.stat("lookup_requests");
+    assert_eq!(first, 20 + 2 * 2 + 1 + 1);
+
+    let run = enrich(&sim, &input, &wd.path("out.csv"), &args);
+    assert_eq!(run.code, 3, "{run:?}");
+    assert_eq!(
+        sim.stat("lookup_requests") - first,
+        2 * 2,
+        "only the two 503 rows again"
+    );
+    let report = read_csv(&wd.path("out.errors.csv"));
+    let kinds: Vec<&str> = report[1..].iter().map(|r| r[2].as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["server_error", "not_found", "bad_request", "server_error"]
+    );
+}
+
+#[test]
+fn torn_journal_tail_is_skipped() {
+    let text = calls_csv(&ids("t", 1500));
+    let sim = Sim::start(&["--latency-ms", "5"]);
+    let wd = Workdir::new();
+    wd.write("in.csv", &text);
+    assert_eq!(interrupt_at(&sim, &wd, 700, "-KILL"), -9);
+    // Tear the write-ahead log mid-frame, as a crash during a write would.
+    let wal = wd.path("out.csv.journal-wal");
+    let len = std::fs::metadata(&wal).expect("a WAL after a kill").len();
+    assert!(len > 4096, "{len}");
+    let f = std::fs::OpenOptions::new().write(true).open(&wal).unwrap();
+    f.set_len(len - 1000).unwrap();
+    drop(f);
+    let run = enrich(
+        &sim,
+        &wd.path("in.csv"),
+        &wd.path("out.csv"),
+        &["--concurrency", CONCURRENCY],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(wd.read("out.csv"), reference(&text).0);
+    assert!(
+        sim.stat("lookup_requests") < 1500 + 700,
+        "most of the first run was reused"
+    );
+}
+
+#[test]
+fn journal_of_another_version_or_kind_is_refused() {
+    let sim = Sim::start(&[]);
+    let wd = Workdir::new();
+    let input = wd.write("in.csv", calls_csv(&ids("v", 10)));
+    {
+        let conn = rusqlite::Connection::open(wd.path("out.csv.journal")).unwrap();
+        conn.pragma_update(None, "application_id", 0x4341_4c4c)
+            .unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+    }
+    let run = enrich(&sim, &input, &wd.path("out.csv"), &[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains("out.csv.journal")
+            && run.stderr.contains("format 99")
+            && run.stderr.contains("--fresh"),
+        "{run:?}"
+    );
+    assert_eq!(sim.stat("lookup_requests"), 0);
+
+    wd.write(
+        "out.csv.journal",
+        "not a database at all, just some text that is long enough to be a header of a file",
+    );
+    let run = enrich(&sim, &input, &wd.path("out.csv"), &[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("not a callinfo journal"), "{run:?}");
+
+    let run = enrich(&sim, &input, &wd.path("out.csv"), &["--fresh"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(sim.stat("lookup_requests"), 10);
+}
+
+#[test]
+fn second_run_with_cache_makes_no_lookup() {
+    let sim = Sim::start(&[]);
+    let wd = Workdir::new();
+    let mut keys = ids("c", 300);
+    keys.push("missing-1".into());
+    let input = wd.write("in.csv", calls_csv(&keys));
+    let cache = wd.path("cache.db");
+    let cache = cache.to_str().unwrap();
+    let run = enrich(&sim, &input, &wd.path("a.csv"), &["--cache", cache]);
+    assert_eq!(run.code, 3, "{run:?}");
+    assert_eq!(sim.stat("lookup_requests"), 301);
+    let run = enrich(&sim, &input, &wd.path("b.csv"), &["--cache", cache]);
+    assert_eq!(run.code, 3, "{run:?}");
+    assert_eq!(
+        sim.stat("lookup_requests"),
+        301,
+        "all 301 answered by the cache"
+    );
+    assert_eq!(
+        sim.stat("token_requests"),
+        2,
+        "a token is still checked at the start"
+    );
+    assert_eq!(wd.read("a.csv"), wd.read("b.csv"));
+    assert_eq!(wd.read("a.errors.csv"), wd.read("b.errors.csv"));
+}
