@@ -38,6 +38,9 @@ pub enum StoreError {
     },
 }
 
+/// One finished lookup on its way to the writer thread.
+type Record = (CallKey, Arc<Outcome>);
+
 /// What the store is for, which decides what it keeps and what it gives back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -82,7 +85,7 @@ pub struct Store {
     /// Put but not yet committed: visible to `get` until the writer's commit is.
     pending: Arc<Mutex<HashMap<CallKey, Arc<Outcome>>>>,
     /// Taken by `close`, which ends the writer thread.
-    tx: Mutex<Option<mpsc::Sender<(CallKey, Arc<Outcome>)>>>,
+    tx: Mutex<Option<mpsc::Sender<Record>>>,
     writer: Mutex<Option<JoinHandle<Result<(), StoreError>>>>,
 }
 
@@ -292,7 +295,7 @@ pub fn remove_files(path: &Path) {
 
 fn write_loop(
     mut conn: Connection,
-    rx: mpsc::Receiver<(CallKey, Arc<Outcome>)>,
+    rx: mpsc::Receiver<Record>,
     pending: Arc<Mutex<HashMap<CallKey, Arc<Outcome>>>>,
     run: i64,
     name: &str,

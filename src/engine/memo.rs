@@ -22,6 +22,13 @@ pub enum From {
     Cache,
 }
 
+/// An outcome a store already had, and where it came from.
+pub struct Known {
+    pub outcome: Arc<Outcome>,
+    pub found: Found,
+    pub from: From,
+}
+
 pub struct Memo {
     pub journal: Store,
     pub cache: Option<Store>,
@@ -38,19 +45,19 @@ impl Memo {
         }
     }
 
-    pub(super) fn known(
-        &self,
-        key: &CallKey,
-    ) -> Result<Option<(Arc<Outcome>, (Found, From))>, StoreError> {
-        if let Some((o, found)) = self.journal.get(key)? {
-            return Ok(Some((o, (found, From::Journal))));
+    pub(super) fn known(&self, key: &CallKey) -> Result<Option<Known>, StoreError> {
+        let known = |(outcome, found), from| Known {
+            outcome,
+            found,
+            from,
+        };
+        if let Some(hit) = self.journal.get(key)? {
+            return Ok(Some(known(hit, From::Journal)));
         }
-        if let Some(cache) = &self.cache {
-            if let Some((o, found)) = cache.get(key)? {
-                return Ok(Some((o, (found, From::Cache))));
-            }
+        match &self.cache {
+            Some(cache) => Ok(cache.get(key)?.map(|hit| known(hit, From::Cache))),
+            None => Ok(None),
         }
-        Ok(None)
     }
 
     /// A lookup finished: keep it, then let later rows find it there instead of in flight.

@@ -183,13 +183,13 @@ impl Engine {
             if let Some(lookup) = inflight.get(key) {
                 Stats::bump(&stats.deduplicated);
                 lookup.clone()
-            } else if let Some((outcome, found)) = self.memo.known(key)? {
-                match found {
+            } else if let Some(known) = self.memo.known(key)? {
+                match (known.found, known.from) {
                     (Found::ThisRun, _) => Stats::bump(&stats.deduplicated),
                     (Found::Earlier, memo::From::Journal) => Stats::bump(&stats.from_journal),
                     (Found::Earlier, memo::From::Cache) => Stats::bump(&stats.from_cache),
                 }
-                return Ok(outcome);
+                return Ok(known.outcome);
             } else {
                 let engine = self.clone();
                 let owned = key.clone();
