@@ -25,6 +25,9 @@ const APPLICATION_ID: i32 = 0x4341_4c4c;
 pub const FORMAT_VERSION: i32 = 1;
 /// How often the writer makes committed outcomes durable (fsync via a WAL checkpoint).
 const DURABLE_EVERY: Duration = Duration::from_secs(1);
+/// After the first record of a group, wait this long for more: one commit and one wake-up
+/// per group rather than per record. A kill loses at most this much of recent lookups.
+const GROUP_WAIT: Duration = Duration::from_millis(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -312,8 +315,11 @@ fn write_loop(
             Err(mpsc::RecvTimeoutError::Timeout) => None,
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };
-        batch.extend(first);
-        batch.extend(rx.try_iter().take(50_000));
+        if let Some(first) = first {
+            batch.push(first);
+            std::thread::sleep(GROUP_WAIT);
+            batch.extend(rx.try_iter().take(50_000));
+        }
         if !batch.is_empty() {
             let tx = conn.transaction().map_err(err)?;
             {
