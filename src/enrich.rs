@@ -66,7 +66,7 @@ pub async fn run(job: Job, cancel: CancellationToken) -> Result<Report, Error> {
         lookups: Lookups {
             client: Client::new(http, &job.base_url, job.app_key.clone()),
             tokens: tokens.clone(),
-            pacer,
+            pacer: pacer.clone(),
             backoff,
             permits: tokio::sync::Semaphore::new(job.concurrency),
             stats: stats.clone(),
@@ -82,8 +82,16 @@ pub async fn run(job: Job, cancel: CancellationToken) -> Result<Report, Error> {
         Err(e) => Err(EngineError::from(LookupError::from(e)).into()),
     };
     let closed = engine.memo.close();
-    let summary =
-        |status: Status| Summary::new(&stats, tokens.requests(), started.elapsed(), status.code());
+    let summary = |status: Status| {
+        let pace = engine.lookups.pacer.effective_rate();
+        Summary::new(
+            &stats,
+            tokens.requests(),
+            pace,
+            started.elapsed(),
+            status.code(),
+        )
+    };
     let report = |status: Status| Report {
         status,
         summary: summary(status),
@@ -128,7 +136,8 @@ async fn pipeline(
     let (done_tx, done_rx) = mpsc::channel(QUEUE);
     let write_task = tokio::task::spawn_blocking(move || write_all(writer, done_rx));
 
-    let progress = Progress::start(job.progress, job.progress_interval, stats, size);
+    let pacer = engine.lookups.pacer.clone();
+    let progress = Progress::start(job.progress, job.progress_interval, stats, pacer, size);
     let end = engine.run(batch_rx, done_tx, cancel).await;
     progress.finish().await;
     let written = write_task.await.expect("the writer thread does not panic");

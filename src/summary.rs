@@ -36,11 +36,20 @@ pub struct Summary {
     pub elapsed_s: f64,
     pub rows_per_s: f64,
     pub requests_per_s: f64,
+    /// The pace at the end, in requests per second: below `--rate` when the server
+    /// throttled and the pacer adapted (start the next run there); `null` for no limit.
+    pub pace_at_end: Option<f64>,
     pub exit_status: u8,
 }
 
 impl Summary {
-    pub fn new(stats: &Stats, token_requests: u64, elapsed: Duration, exit_status: u8) -> Summary {
+    pub fn new(
+        stats: &Stats,
+        token_requests: u64,
+        pace_at_end: Option<f64>,
+        elapsed: Duration,
+        exit_status: u8,
+    ) -> Summary {
         let secs = elapsed.as_secs_f64();
         let rows = Stats::get(&stats.rows);
         let lookup_requests = Stats::get(&stats.requests);
@@ -75,6 +84,7 @@ impl Summary {
             elapsed_s: (secs * 1000.0).round() / 1000.0,
             rows_per_s: per_s(rows),
             requests_per_s: per_s(lookup_requests + token_requests),
+            pace_at_end: pace_at_end.map(|r| (r * 10.0).round() / 10.0),
             exit_status,
         }
     }

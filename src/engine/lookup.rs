@@ -41,6 +41,9 @@ impl Lookups {
                     attempts += 1;
                     Stats::bump(&self.stats.requests);
                     let attempt = self.client.attempt(key, &token).await;
+                    if attempt.status.is_some_and(|s| s != 429) {
+                        self.pacer.accepted();
+                    }
                     if attempt.verdict == Verdict::TokenRejected && !refreshed {
                         refreshed = true;
                         tracing::debug!("401: refreshing the token once");
@@ -79,9 +82,7 @@ impl Lookups {
             };
             if kind == LookupKind::RateLimited {
                 Stats::bump(&self.stats.throttled);
-                if let Some(wait) = attempt.retry_after {
-                    self.pacer.pause_for(wait);
-                }
+                self.pacer.throttled(attempt.retry_after);
             }
             if retries >= self.backoff.max_retries {
                 return failed(kind, message);

@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::stats::Stats;
+use crate::pace::Pacer;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ProgressMode {
@@ -50,6 +51,7 @@ impl Progress {
         mode: ProgressMode,
         interval: Duration,
         stats: Arc<Stats>,
+        pacer: Arc<Pacer>,
         size: Size,
     ) -> Progress {
         let stop = CancellationToken::new();
@@ -60,8 +62,8 @@ impl Progress {
         };
         let task = match bar {
             None => tokio::spawn(async {}),
-            Some(true) => tokio::spawn(draw_bar(stats, size, stop.clone())),
-            Some(false) => tokio::spawn(log_lines(stats, size, interval, stop.clone())),
+            Some(true) => tokio::spawn(draw_bar(stats, pacer, size, stop.clone())),
+            Some(false) => tokio::spawn(log_lines(stats, pacer, size, interval, stop.clone())),
         };
         Progress { stop, task }
     }
@@ -79,9 +81,11 @@ struct Snapshot {
     lookups_per_s: f64,
     errors: u64,
     throttled: u64,
+    /// The pace requests go out at: `--rate`, or lower after 429s.
+    pace: String,
 }
 
-fn snapshot(stats: &Stats, size: &Size, started: Instant) -> Snapshot {
+fn snapshot(stats: &Stats, pacer: &Pacer, size: &Size, started: Instant) -> Snapshot {
     let rows = Stats::get(&stats.rows);
     let secs = started.elapsed().as_secs_f64().max(1e-3);
     Snapshot {
@@ -90,10 +94,14 @@ fn snapshot(stats: &Stats, size: &Size, started: Instant) -> Snapshot {
         lookups_per_s: Stats::get(&stats.requests) as f64 / secs,
         errors: stats.failed_total(),
         throttled: Stats::get(&stats.throttled),
+        pace: match pacer.effective_rate() {
+            Some(r) => format!("{r:.1}/s"),
+            None => "unlimited".into(),
+        },
     }
 }
 
-async fn draw_bar(stats: Arc<Stats>, size: Size, stop: CancellationToken) {
+async fn draw_bar(stats: Arc<Stats>, pacer: Arc<Pacer>, size: Size, stop: CancellationToken) {
     let started = Instant::now();
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     bar.set_style(
@@ -106,20 +114,26 @@ async fn draw_bar(stats: Arc<Stats>, size: Size, stop: CancellationToken) {
             _ = tick.tick() => {}
             _ = stop.cancelled() => break,
         }
-        let s = snapshot(&stats, &size, started);
+        let s = snapshot(&stats, &pacer, &size, started);
         if let Some(total) = s.total {
             bar.set_length(total.max(s.rows));
         }
         bar.set_position(s.rows);
         bar.set_message(format!(
-            "{:.0} lookups/s  {} errors  {} throttled",
-            s.lookups_per_s, s.errors, s.throttled
+            "{:.0} lookups/s  pace {}  {} errors  {} throttled",
+            s.lookups_per_s, s.pace, s.errors, s.throttled
         ));
     }
     bar.finish_and_clear();
 }
 
-async fn log_lines(stats: Arc<Stats>, size: Size, interval: Duration, stop: CancellationToken) {
+async fn log_lines(
+    stats: Arc<Stats>,
+    pacer: Arc<Pacer>,
+    size: Size,
+    interval: Duration,
+    stop: CancellationToken,
+) {
     let started = Instant::now();
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     loop {
@@ -127,15 +141,16 @@ async fn log_lines(stats: Arc<Stats>, size: Size, interval: Duration, stop: Canc
             _ = tick.tick() => {}
             _ = stop.cancelled() => return,
         }
-        let s = snapshot(&stats, &size, started);
+        let s = snapshot(&stats, &pacer, &size, started);
         let of = match s.total {
             Some(t) => format!("/{t}"),
             None => String::new(),
         };
         tracing::info!(
-            "progress: {}{of} rows, {:.1} lookups/s, {} errors, {} throttled",
+            "progress: {}{of} rows, {:.1} lookups/s, pace {}, {} errors, {} throttled",
             s.rows,
             s.lookups_per_s,
+            s.pace,
             s.errors,
             s.throttled
         );

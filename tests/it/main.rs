@@ -8,6 +8,7 @@ mod bad_input;
 mod csv_io;
 mod errors;
 mod parquet_io;
+mod rate;
 mod resume;
 mod secrets;
 mod shutdown;
