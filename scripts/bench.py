@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""`just bench`: build in release mode, start the simulator, run every scenario, print one
+table. Every figure is a ratio against a baseline measured in the same run, because these
+machines are shared and noisy.
+
+    python3 scripts/bench.py            # the whole table (~15 min on 2 cores)
+    BENCH_QUICK=1 python3 scripts/bench.py   # smaller inputs, same scenarios (~4 min)
+
+Needs: cargo, python3, wrk (apt-get install wrk), and for the peer `pip install aiohttp
+aiolimiter` (done here if missing).
+"""
+
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release", "callinfo")
+PEER = os.path.join(ROOT, "..", "shared", "baseline", "py_enrich.py")
+QUICK = bool(os.environ.get("BENCH_QUICK"))
+N_SPEED = 20_000 if QUICK else 100_000
+N_QUOTA = 1_000 if QUICK else 3_000
+N_LATENCY = 2_000 if QUICK else 5_000
+N_MEM = (200_000, 1_000_000) if QUICK else (1_000_000, 5_000_000)
+N_CPU = 10_000 if QUICK else 100_000
+ENV = dict(os.environ, CEC_APP_KEY="demo", CEC_APP_SECRET="demo")
+
+
+class Sim:
+    """`callinfo simulate` on a free loopback port, stopped on exit."""
+
+    def __init__(self, *knobs):
+        self.proc = subprocess.Popen([BIN, "simulate", "--listen", "127.0.0.1:0", *knobs],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=ENV,
+                                     text=True)
+        self.url = self.proc.stdout.readline().split()[-1]
+
+    def stats(self):
+        out = subprocess.run(["curl", "-s", self.url + "/__sim/stats"], capture_output=True,
+                             text=True, check=True).stdout
+        return json.loads(out)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def timed(cmd, env):
+    """Run cmd under /usr/bin/time: (wall s, user+sys s, peak RSS MiB, completed process)."""
+    fmt = "TIME %e %U %S %M"
+    p = subprocess.run(["/usr/bin/time", "-f", fmt, *cmd], capture_output=True, text=True,
+                       env=env)
+    m = re.search(r"TIME (\S+) (\S+) (\S+) (\S+)", p.stderr)
+    if not m:
+        sys.exit(f"bench: {cmd[0]} failed:\n{p.stderr[-2000:]}")
+    wall, user, sys_, rss = map(float, m.groups())
+    return wall, user + sys_, rss / 1024, p
+
+
+def gen(n, path):
+    if not os.path.exists(path):
+        subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "gen_calls.py"), str(n),
+                        path], check=True)
+    return path
+
+
+def callinfo(sim, inp, out, *args):
+    summary = out + ".summary.json"
+    env = dict(ENV, CEC_BASE_URL=sim.url)
+    wall, cpu, rss, p = timed([BIN, "enrich", inp, out, "--progress", "never", "--fresh",
+                               "--summary-json", summary, *args], env)
+    if p.returncode not in (0, 3):
+        sys.exit(f"bench: callinfo exited {p.returncode}:\n{p.stderr[-2000:]}")
+    with open(summary) as f:
+        s = json.load(f)
+    return dict(wall=wall, cpu=cpu, rss=rss, summary=s, rows_s=s["rows"] / s["elapsed_s"])
+
+
+def peer(sim, inp, out, *args):
+    env = dict(ENV, CEC_BASE_URL=sim.url)
+    wall, cpu, rss, p = timed([sys.executable, PEER, inp, out, "--base-url", sim.url, *args], env)
+    m = re.search(r"done: (\{.*\})", p.stderr)
+    if not m:
+        sys.exit(f"bench: the peer failed:\n{p.stderr[-2000:]}")
+    s = json.loads(m.group(1))
+    return dict(wall=wall, cpu=cpu, rss=rss, rows_s=s["rows_per_s"])
+
+
+def wrk_ceiling(sim, connections):
+    token = json.loads(subprocess.run(
+        ["curl", "-s", "-X", "POST", sim.url + "/apigovernance/api/oauth/tokenByAkSk",
+         "-H", "Content-Type: application/json", "-H", "X-Token-Expire: 3600",
+         "-d", '{"app_key":"demo","app_secret":"demo"}'],
+        capture_output=True, text=True, check=True).stdout)["AccessToken"]
+    lua = os.path.join(WORK, "post.lua")
+    with open(lua, "w") as f:
+        f.write('wrk.method = "POST"\n'
+                'wrk.body = \'{"callId":"1652317325-339","userId":"u","tenantId":"t","agentId":"a"}\'\n'
+                'wrk.headers["Content-Type"] = "application/json"\n'
+                f'wrk.headers["Authorization"] = "Bearer {token}"\n')
+    out = subprocess.run(["wrk", "-t2", f"-c{connections}", "-d10s", "-s", lua,
+                          sim.url + "/apiaccess/rest/workbench/v1/queryCallInfoByCallId"],
+                         capture_output=True, text=True, check=True).stdout
+    return float(re.search(r"Requests/sec:\s+(\S+)", out).group(1))
+
+
+def main():
+    global WORK
+    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    try:
+        import aiohttp, aiolimiter  # noqa: F401
+    except ImportError:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "aiohttp", "aiolimiter"],
+                       check=True)
+    if not shutil.which("wrk"):
+        sys.exit("bench: wrk is needed for the ceiling (apt-get install wrk)")
+    WORK = tempfile.mkdtemp(prefix="callinfo-bench-")
+    rows = []
+
+    def row(name, figure, target, detail):
+        rows.append((name, figure, target, detail))
+        print(f"  {name}: {figure} ({detail})", file=sys.stderr, flush=True)
+
+    speed_in = gen(N_SPEED, os.path.join(WORK, "speed.csv"))
+    with Sim() as sim:
+        ceiling = wrk_ceiling(sim, 64)
+        ours = callinfo(sim, speed_in, os.path.join(WORK, "out.parquet"), "--rate", "0",
+                        "--concurrency", "64")
+        theirs = peer(sim, speed_in, os.path.join(WORK, "peer.csv"), "--rate", "1000000",
+                      "--concurrency", "64")
+    row("ceiling", f"{ours['rows_s'] / ceiling:.2f}", ">= 0.7",
+        f"callinfo {ours['rows_s']:.0f} rows/s CSV->Parquet / wrk {ceiling:.0f} req/s, 64 conns")
+    row("peer rows/s", f"{ours['rows_s'] / theirs['rows_s']:.1f}x", ">= 10x",
+        f"callinfo {ours['rows_s']:.0f} / py_enrich {theirs['rows_s']:.0f} rows/s, {N_SPEED} rows")
+    row("peer CPU/row (no limit)", f"{theirs['cpu'] / ours['cpu']:.1f}x less",
+        "lower", f"callinfo {ours['cpu'] / N_SPEED * 1e6:.0f} us, py_enrich "
+        f"{theirs['cpu'] / N_SPEED * 1e6:.0f} us user+sys per row")
+
+    quota_in = gen(N_QUOTA, os.path.join(WORK, "quota.csv"))
+    with Sim("--limit", "50") as sim:
+        r = callinfo(sim, quota_in, os.path.join(WORK, "q.parquet"), "--rate", "50")
+        s = r["summary"]
+    row("quota fidelity", f"{s['requests_per_s'] / 50:.3f}", ">= 0.98, 0 x 429",
+        f"{s['throttled_429']} x 429, {s['requests_per_s']:.2f} req/s at limit 50, "
+        f"{N_QUOTA} rows")
+    with Sim("--limit", "50") as sim:
+        r = callinfo(sim, quota_in, os.path.join(WORK, "o.parquet"), "--rate", "200")
+        s = r["summary"]
+    share = s["throttled_429"] / max(1, s["requests"])
+    row("over-asked quota", f"{s['requests_per_s'] / 50:.3f}", ">= 0.9, 429s <= 2%",
+        f"{s['ok']}/{s['rows']} ok, {s['throttled_429']} x 429 = {share:.1%} of "
+        f"{s['requests']} requests, pace found {s['pace_at_end']}")
+
+    lat_in = gen(N_LATENCY, os.path.join(WORK, "latency.csv"))
+    with Sim("--latency-ms", "200") as sim:
+        r = callinfo(sim, lat_in, os.path.join(WORK, "l.parquet"), "--rate", "0",
+                     "--concurrency", "64")
+    row("latency", f"{r['rows_s'] / (64 / 0.2):.3f}", ">= 0.9",
+        f"{r['rows_s']:.0f} rows/s / (64 / 0.2 s), {N_LATENCY} rows")
+
+    mem = []
+    with Sim() as sim:
+        for n in N_MEM:
+            inp = gen(n, os.path.join(WORK, f"mem{n}.csv"))
+            mem.append(callinfo(sim, inp, os.path.join(WORK, f"m{n}.parquet"), "--rate", "0",
+                                "--concurrency", "64"))
+            os.remove(inp)
+    row("memory", f"{mem[1]['rss'] / mem[0]['rss']:.2f}", "<= 1.1",
+        f"peak RSS {mem[0]['rss']:.0f} MiB at {N_MEM[0]} rows, {mem[1]['rss']:.0f} MiB at "
+        f"{N_MEM[1]} rows")
+
+    cpu_in = gen(N_CPU, os.path.join(WORK, "cpu.csv"))
+    with Sim() as sim:
+        ours = callinfo(sim, cpu_in, os.path.join(WORK, "c.parquet"), "--rate", "1000")
+        theirs = peer(sim, cpu_in, os.path.join(WORK, "c.csv"), "--rate", "1000")
+    per = 100_000 / N_CPU
+    row("CPU at --rate 1000", f"{theirs['cpu'] / ours['cpu']:.1f}x less", "lower",
+        f"callinfo {ours['cpu'] * per:.1f} s, py_enrich {theirs['cpu'] * per:.1f} s "
+        f"user+sys per 100k rows")
+
+    shutil.rmtree(WORK, ignore_errors=True)
+    cpu = platform.processor() or platform.machine()
+    print(f"\ncallinfo bench ({'quick' if QUICK else 'full'}), {os.cpu_count()} cores, {cpu}, "
+          f"{time.strftime('%Y-%m-%d')}\n")
+    print("| scenario | figure | target | measured |")
+    print("|---|---|---|---|")
+    for name, figure, target, detail in rows:
+        print(f"| {name} | {figure} | {target} | {detail} |")
+
+
+if __name__ == "__main__":
+    main()
