@@ -13,7 +13,10 @@ use callinfo::cli::Cli;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // One async thread: the lookups are I/O-bound, and keeping the HTTP client, the
+    // engine and the timers on one thread saves a cross-thread wake-up per request. The
+    // reader, writer and journal have threads of their own.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

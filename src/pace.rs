@@ -8,6 +8,7 @@ use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use governor::clock::Clock;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::Instant;
 
@@ -26,8 +27,9 @@ const MIN_RATE: f64 = 0.5;
 const WINDOW: Duration = Duration::from_secs(1);
 
 pub struct Pacer {
-    /// Burst 1: governor's default burst of `rate` would let `2 x rate` requests into the
-    /// first second (governor issue #39).
+    /// The guarantee: whatever the schedule does, governor (burst 1; its default burst of
+    /// `rate` would let `2 x rate` requests into the first second, governor issue #39) never
+    /// lets requests closer than `1/rate`. The schedule below keeps its waits short.
     ceiling: Option<DefaultDirectRateLimiter>,
     max_rate: Option<f64>,
     state: Mutex<Adaptive>,
@@ -52,7 +54,7 @@ impl Pacer {
             let period = Duration::from_secs_f64(SPACING_MARGIN / rate);
             let quota = Quota::with_period(period)
                 .expect("rate is checked to be positive and finite")
-                .allow_burst(NonZeroU32::MIN);
+                .allow_burst(safe_burst(rate));
             RateLimiter::direct(quota)
         });
         let now = Instant::now();
@@ -82,7 +84,12 @@ impl Pacer {
                 tokio::time::sleep_until(slot).await;
             }
             if let Some(ceiling) = &self.ceiling {
-                ceiling.until_ready().await;
+                // governor's own `until_ready` sleeps on a timer thread of its own: a wake-up
+                // across threads per wait. Its verdict with tokio's timer costs nothing.
+                while let Err(not_until) = ceiling.check() {
+                    let wait = not_until.wait_time_from(ceiling.clock().now());
+                    tokio::time::sleep(wait).await;
+                }
             }
             // A 429 may have paused everyone while this request waited its turn.
             let pause = self.state.lock().unwrap().paused_until;
@@ -138,6 +145,16 @@ impl Pacer {
     }
 }
 
+/// The largest burst that still keeps any sliding second at or under `rate`: a token bucket
+/// of `b` refilled every `SPACING_MARGIN / rate` admits at most `b + floor(rate /
+/// SPACING_MARGIN)` requests in one second. A burst above 1 lets a request that woke a
+/// little late go at once instead of pushing every later one back.
+fn safe_burst(rate: f64) -> NonZeroU32 {
+    let refills = (rate / SPACING_MARGIN).floor();
+    let burst = (rate.floor() - refills).max(1.0) as u32;
+    NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN)
+}
+
 impl Adaptive {
     fn forget_before(&mut self, now: Instant) {
         while self
@@ -149,10 +166,17 @@ impl Adaptive {
         }
     }
 
-    /// The next slot of the adapted schedule, climbing back one step per quiet second.
+    /// This request's slot in the schedule: one every `1/pace`, first come first served, so
+    /// waiting requests sleep until their own turn instead of all waking for every opening.
+    /// When throttled, the pace climbs back one step per quiet `RAISE_EVERY`.
     fn take_slot(&mut self, max_rate: Option<f64>) -> Option<Instant> {
-        let pace = self.throttled?;
         let now = Instant::now();
+        let Some(pace) = self.throttled else {
+            let rate = max_rate?;
+            let slot = self.next_slot.max(now);
+            self.next_slot = slot + Duration::from_secs_f64(SPACING_MARGIN / rate);
+            return Some(slot);
+        };
         let quiet = now.duration_since(self.last_raise);
         if quiet >= RAISE_EVERY {
             let steps = (quiet.as_secs_f64() / RAISE_EVERY.as_secs_f64()).floor();
@@ -169,5 +193,21 @@ impl Adaptive {
         let slot = self.next_slot.max(now);
         self.next_slot = slot + Duration::from_secs_f64(SPACING_MARGIN / pace);
         Some(slot)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn burst_never_lets_a_second_exceed_the_rate() {
+        for rate in [0.5, 1.0, 20.0, 50.0, 199.0, 200.0, 1000.0, 5000.0] {
+            let burst = safe_burst(rate).get() as f64;
+            let refills = (rate / SPACING_MARGIN).floor();
+            assert!(burst + refills <= rate.max(1.0), "rate {rate}: burst {burst}");
+        }
+        assert_eq!(safe_burst(50.0).get(), 1);
+        assert_eq!(safe_burst(1000.0).get(), 10);
     }
 }
