@@ -21,18 +21,75 @@ pub struct Cli {
     /// Only errors on stderr.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Log lines as text, or as JSON objects for log collectors.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Look up every row's call and write the rows back out with its details.
     Enrich(Box<EnrichArgs>),
+    /// Check the setup before a cron job: DNS, TLS, credentials, the API path, one lookup.
+    Check(CheckArgs),
     /// Run a local stand-in for the CEC API (for demos, tests and benchmarks).
     Simulate(SimulateArgs),
     /// Enrich the bundled sample against a built-in simulator: no account needed.
     Demo(DemoArgs),
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
+}
+
+/// How to reach the API: shared by `enrich` and `check`.
+#[derive(Args, Debug, Clone)]
+pub struct ApiArgs {
+    /// The API's base URL.
+    #[arg(
+        long,
+        env = "CEC_BASE_URL",
+        default_value = "https://service.besclouds.com"
+    )]
+    pub base_url: String,
+    /// The app key.
+    #[arg(long, env = "CEC_APP_KEY")]
+    pub app_key: Option<String>,
+    /// A file holding the app secret (else env CEC_APP_SECRET). Never a plain argument.
+    #[arg(long, value_name = "PATH")]
+    pub app_secret_file: Option<PathBuf>,
+    /// Refused: a secret on the command line shows in `ps` and shell history.
+    #[arg(long, hide = true)]
+    pub app_secret: Option<String>,
+    /// Seconds to wait for one answer.
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    pub timeout: f64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// A call ID to look up; without one, a lookup of a made-up ID shows the API answers.
+    #[arg(long)]
+    pub call_id: Option<String>,
+    #[arg(long, env = "CEC_TENANT_ID", default_value = "")]
+    pub tenant_id: String,
+    #[arg(long, env = "CEC_USER_ID", default_value = "")]
+    pub user_id: String,
+    #[arg(long, env = "CEC_AGENT_ID", default_value = "")]
+    pub agent_id: String,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -51,22 +108,8 @@ pub struct EnrichArgs {
     #[arg(long, value_enum)]
     pub output_format: Option<Format>,
 
-    /// The API's base URL.
-    #[arg(
-        long,
-        env = "CEC_BASE_URL",
-        default_value = "https://service.besclouds.com"
-    )]
-    pub base_url: String,
-    /// The app key.
-    #[arg(long, env = "CEC_APP_KEY")]
-    pub app_key: Option<String>,
-    /// A file holding the app secret (else env CEC_APP_SECRET). Never a plain argument.
-    #[arg(long, value_name = "PATH")]
-    pub app_secret_file: Option<PathBuf>,
-    /// Refused: a secret on the command line shows in `ps` and shell history.
-    #[arg(long, hide = true)]
-    pub app_secret: Option<String>,
+    #[command(flatten)]
+    pub api: ApiArgs,
 
     /// Tenant ID for rows with no tenantId column or an empty cell.
     #[arg(long, env = "CEC_TENANT_ID")]
@@ -99,9 +142,6 @@ pub struct EnrichArgs {
     /// Retries of a transient failure (429, 5xx, timeout, network) before giving up on a row.
     #[arg(long, default_value_t = 5, value_name = "N")]
     pub max_retries: u32,
-    /// Seconds to wait for one answer.
-    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
-    pub timeout: f64,
     /// Token lifetime to ask for, in seconds (the platform caps it at 3600).
     #[arg(long, default_value_t = 3600, value_name = "SECS")]
     pub token_lifetime: u64,

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cli::EnrichArgs;
+use crate::cli::{ApiArgs, EnrichArgs};
 use crate::engine::progress::ProgressMode;
 use crate::input::{FieldSpec, Format, KeySpec, Source};
 use crate::output::Destination;
@@ -23,14 +23,11 @@ pub struct Job {
     pub fresh: bool,
     pub cache: Option<PathBuf>,
     pub keys: KeySpec,
-    pub base_url: String,
-    pub app_key: String,
-    pub app_secret: Secret,
+    pub api: Api,
     /// `None`: no limit.
     pub rate: Option<f64>,
     pub concurrency: usize,
     pub max_retries: u32,
-    pub timeout: Duration,
     pub token_lifetime: Duration,
     pub progress: ProgressMode,
     pub progress_interval: Duration,
@@ -67,11 +64,47 @@ pub enum ConfigError {
     Usage(&'static str),
 }
 
-impl Job {
-    pub fn from_args(args: EnrichArgs) -> Result<Job, ConfigError> {
+/// How to reach the API, checked.
+#[derive(Debug, Clone)]
+pub struct Api {
+    /// Without a trailing slash.
+    pub base_url: String,
+    pub app_key: String,
+    pub app_secret: Secret,
+    pub timeout: Duration,
+}
+
+impl Api {
+    pub fn from_args(args: ApiArgs) -> Result<Api, ConfigError> {
         if args.app_secret.is_some() {
             return Err(ConfigError::SecretOnCommandLine);
         }
+        let app_key = args
+            .app_key
+            .filter(|k| !k.trim().is_empty())
+            .ok_or(ConfigError::NoAppKey)?;
+        let app_secret = read_secret(args.app_secret_file.as_deref())?;
+        let base_url = check_url(&args.base_url)?;
+        Ok(Api {
+            base_url,
+            app_key,
+            app_secret,
+            timeout: seconds(args.timeout, "--timeout")?,
+        })
+    }
+}
+
+fn seconds(v: f64, flag: &'static str) -> Result<Duration, ConfigError> {
+    (v.is_finite() && v > 0.0)
+        .then(|| Duration::from_secs_f64(v))
+        .ok_or(ConfigError::BadValue {
+            flag,
+            what: "a positive number of seconds",
+        })
+}
+
+impl Job {
+    pub fn from_args(args: EnrichArgs) -> Result<Job, ConfigError> {
         let input = Source::parse(&args.input);
         let output = Destination::parse(&args.output);
         let input_format = match (args.input_format, &input) {
@@ -106,12 +139,7 @@ impl Job {
             }
         }
         let journal = journal_path(&output, &errors);
-        let app_key = args
-            .app_key
-            .filter(|k| !k.trim().is_empty())
-            .ok_or(ConfigError::NoAppKey)?;
-        let app_secret = read_secret(args.app_secret_file.as_deref())?;
-        let base_url = check_url(&args.base_url)?;
+        let api = Api::from_args(args.api)?;
         let rate = match args.rate {
             0.0 => None,
             r if r.is_finite() && r > 0.0 => Some(r),
@@ -128,14 +156,6 @@ impl Job {
                 what: "at least 1",
             });
         }
-        let secs = |v: f64, flag| {
-            (v.is_finite() && v > 0.0)
-                .then(|| Duration::from_secs_f64(v))
-                .ok_or(ConfigError::BadValue {
-                    flag,
-                    what: "a positive number of seconds",
-                })
-        };
         let field = |column: Option<String>, default: Option<String>| FieldSpec { column, default };
         Ok(Job {
             input,
@@ -152,16 +172,13 @@ impl Job {
                 tenant_id: field(args.tenant_id_column, args.tenant_id),
                 agent_id: field(args.agent_id_column, args.agent_id),
             },
-            base_url,
-            app_key,
-            app_secret,
+            api,
             rate,
             concurrency: args.concurrency,
             max_retries: args.max_retries,
-            timeout: secs(args.timeout, "--timeout")?,
             token_lifetime: Duration::from_secs(args.token_lifetime.clamp(60, 3600)),
             progress: args.progress,
-            progress_interval: secs(args.progress_interval, "--progress-interval")?,
+            progress_interval: seconds(args.progress_interval, "--progress-interval")?,
             summary_json: args.summary_json,
         })
     }

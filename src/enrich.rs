@@ -50,13 +50,13 @@ pub async fn run(job: Job, cancel: CancellationToken) -> Result<Report, Error> {
 
     let pacer = Arc::new(Pacer::new(job.rate));
     let backoff = Backoff::new(job.max_retries);
-    let http = api::http_client(job.timeout, job.concurrency)
+    let http = api::http_client(job.api.timeout, job.concurrency)
         .map_err(|e| Error::Setup(format!("cannot set up the HTTP client: {e}")))?;
     let tokens = Arc::new(TokenProvider::new(
         http.clone(),
-        &job.base_url,
-        job.app_key.clone(),
-        job.app_secret.clone(),
+        &job.api.base_url,
+        job.api.app_key.clone(),
+        job.api.app_secret.clone(),
         job.token_lifetime,
         pacer.clone(),
         backoff,
@@ -64,7 +64,7 @@ pub async fn run(job: Job, cancel: CancellationToken) -> Result<Report, Error> {
     let stats = Arc::new(Stats::default());
     let engine = Arc::new(Engine {
         lookups: Lookups {
-            client: Client::new(http, &job.base_url, job.app_key.clone()),
+            client: Client::new(http, &job.api.base_url, job.api.app_key.clone()),
             tokens: tokens.clone(),
             pacer: pacer.clone(),
             backoff,
@@ -73,7 +73,7 @@ pub async fn run(job: Job, cancel: CancellationToken) -> Result<Report, Error> {
         },
         memo: Memo::new(journal, cache),
         window: (job.concurrency * 16).max(256),
-        grace: job.timeout.min(Duration::from_secs(10)),
+        grace: job.api.timeout.min(Duration::from_secs(10)),
     });
 
     // Fail fast: rejected credentials or a wrong base URL stop the run before any row.

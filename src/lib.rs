@@ -10,7 +10,7 @@
 //! ```
 //!
 //! - [`cli`] defines the command line; [`config`] checks it into a [`config::Job`].
-//! - [`enrich`], [`demo`] and [`sim`] are the commands.
+//! - [`enrich`], [`check`], [`demo`] and [`sim`] are the commands.
 //! - [`input`] reads batches and each row's [`key::CallKey`]; [`output`] writes them back.
 //! - [`api`] speaks to the CEC API; [`pace`] and [`backoff`] are the request discipline.
 //! - [`engine`] runs the lookups concurrently and releases rows in input order.
@@ -18,6 +18,7 @@
 
 pub mod api;
 pub mod backoff;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod demo;
@@ -71,6 +72,9 @@ pub enum Error {
     Store(#[from] store::StoreError),
     #[error("{0}")]
     Setup(String),
+    /// A failed `callinfo check` step, already in plain words.
+    #[error("check failed: {0}")]
+    Check(String),
 }
 
 impl Error {
@@ -112,6 +116,24 @@ pub async fn run(cli: Cli, cancel: CancellationToken) -> Result<Status, Error> {
             Ok(Status::AllOk)
         }
         Command::Demo(args) => demo::run(args, cancel).await,
+        Command::Check(args) => check::run(args).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "callinfo",
+                &mut std::io::stdout(),
+            );
+            Ok(Status::AllOk)
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout())
+                .map_err(|e| Error::Setup(format!("cannot write the man page: {e}")))?;
+            Ok(Status::AllOk)
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The `callinfo` binary: parse the command line, start the runtime and the signal
 //! watcher, run the command, and turn its result into one line and an exit status.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -8,11 +9,11 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
-use callinfo::cli::Cli;
+use callinfo::cli::{Cli, LogFormat};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose, cli.quiet);
+    init_logging(cli.verbose, cli.quiet, cli.log_format);
     // One async thread: the lookups are I/O-bound, and keeping the HTTP client, the
     // engine and the timers on one thread saves a cross-thread wake-up per request. The
     // reader, writer and journal have threads of their own.
@@ -63,7 +64,7 @@ async fn watch_signals(cancel: CancellationToken) {
     cancel.cancel();
 }
 
-fn init_logging(verbose: u8, quiet: bool) {
+fn init_logging(verbose: u8, quiet: bool, format: LogFormat) {
     let default = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "callinfo=info,warn",
@@ -71,9 +72,13 @@ fn init_logging(verbose: u8, quiet: bool) {
         (false, _) => "callinfo=trace,debug",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
 }

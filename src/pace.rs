@@ -205,7 +205,10 @@ mod tests {
         for rate in [0.5, 1.0, 20.0, 50.0, 199.0, 200.0, 1000.0, 5000.0] {
             let burst = safe_burst(rate).get() as f64;
             let refills = (rate / SPACING_MARGIN).floor();
-            assert!(burst + refills <= rate.max(1.0), "rate {rate}: burst {burst}");
+            assert!(
+                burst + refills <= rate.max(1.0),
+                "rate {rate}: burst {burst}"
+            );
         }
         assert_eq!(safe_burst(50.0).get(), 1);
         assert_eq!(safe_burst(1000.0).get(), 10);

@@ -1,0 +1,193 @@
+//! What an operator sees: `check`, progress on stderr (a log line, or a bar on a terminal),
+//! JSON logs, a clean stdout for `-` output, completions and the man page.
+
+use std::process::Command;
+
+use crate::util::*;
+
+#[test]
+fn check_walks_the_setup_and_names_what_fails() {
+    let sim = Sim::start(&[]);
+    let mut cmd = callinfo(Some(&sim));
+    cmd.args(["check", "--call-id", "1652317325-339"]);
+    let ok = run(cmd);
+    assert_eq!(ok.code, 0, "{ok:?}");
+    assert!(ok.stdout.contains("credentials accepted"), "{ok:?}");
+    assert!(ok.stdout.contains("caller 10654656826"), "{ok:?}");
+    assert!(ok.stdout.ends_with("all good\n"), "{ok:?}");
+    assert!(!ok.stdout.contains("simtok-") && !ok.stderr.contains("simtok-"));
+
+    let mut cmd = callinfo(Some(&sim));
+    cmd.env("CEC_APP_SECRET", "wrong").arg("check");
+    let bad = run(cmd);
+    assert_eq!(bad.code, 1, "{bad:?}");
+    assert!(
+        bad.stderr.contains("credentials rejected (HTTP 401)"),
+        "{bad:?}"
+    );
+    assert!(
+        !bad.stderr.contains("wrong") || bad.stderr.contains("wrong base"),
+        "{bad:?}"
+    );
+
+    let mut cmd = callinfo(Some(&sim));
+    cmd.env("CEC_BASE_URL", format!("{}/nope", sim.url))
+        .arg("check");
+    let path = run(cmd);
+    assert_eq!(path.code, 1, "{path:?}");
+    assert!(
+        path.stderr.contains("404") && path.stderr.contains("wrong base URL"),
+        "{path:?}"
+    );
+
+    let mut cmd = callinfo(None);
+    cmd.env("CEC_BASE_URL", "http://127.0.0.1:9")
+        .env("CEC_APP_KEY", "k")
+        .env("CEC_APP_SECRET", "s")
+        .arg("check");
+    let down = run(cmd);
+    assert_eq!(down.code, 1, "{down:?}");
+    assert!(down.stderr.contains("nothing listens there"), "{down:?}");
+}
+
+#[test]
+fn progress_log_lines_go_to_stderr_when_it_is_not_a_terminal() {
+    let sim = Sim::start(&["--latency-ms", "20"]);
+    let wd = Workdir::new();
+    let input = wd.write("in.csv", calls_csv(&ids("p", 200)));
+    let run = enrich(
+        &sim,
+        &input,
+        &wd.path("out.csv"),
+        &["--concurrency", "4", "--progress-interval", "0.2"],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("progress: "))
+        .unwrap_or_else(|| panic!("no progress line: {run:?}"));
+    assert!(
+        line.contains(" rows, ") && line.contains("lookups/s, pace unlimited, 0 errors"),
+        "{line}"
+    );
+    assert!(
+        !line.contains('\u{1b}'),
+        "no colour codes in a log file: {line}"
+    );
+    assert!(run.stdout.is_empty());
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let sim = Sim::start(&["--latency-ms", "20"]);
+    let wd = Workdir::new();
+    let input = wd.write("in.csv", calls_csv(&ids("j", 100)));
+    let run = enrich(
+        &sim,
+        &input,
+        &wd.path("out.csv"),
+        &[
+            "--log-format",
+            "json",
+            "--concurrency",
+            "4",
+            "--progress-interval",
+            "0.2",
+        ],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let logs: Vec<&str> = run.stderr.lines().filter(|l| l.starts_with('{')).collect();
+    assert!(!logs.is_empty(), "{run:?}");
+    for l in logs {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+        assert!(
+            v["fields"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("progress: "),
+            "{l}"
+        );
+    }
+}
+
+#[test]
+fn csv_to_stdout_keeps_stdout_clean() {
+    let sim = Sim::start(&[]);
+    let wd = Workdir::new();
+    let input = wd.write("in.csv", calls_csv(&["a1".into(), "".into(), "a3".into()]));
+    let mut cmd = callinfo(Some(&sim));
+    cmd.args(["enrich", "--rate", "0", "--progress", "always", "--errors"])
+        .arg(wd.path("errors.csv"))
+        .arg(&input)
+        .arg("-");
+    let run = run(cmd);
+    assert_eq!(run.code, 3, "{run:?}");
+    let rows: Vec<csv::StringRecord> = csv::Reader::from_reader(run.stdout.as_bytes())
+        .records()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows.len(), 3, "only the CSV on stdout: {run:?}");
+    assert_eq!(&rows[0][12], "ok");
+    assert_eq!(&rows[1][12], "invalid_input");
+    assert_eq!(read_csv(&wd.path("errors.csv")).len(), 2);
+    assert!(run.stderr.contains("3 rows: 2 ok"), "{run:?}");
+
+    let mut cmd = callinfo(Some(&sim));
+    cmd.args(["enrich"]).arg(&input).arg("-");
+    let r = crate::util::run(cmd);
+    assert_eq!(r.code, 2, "--errors is required with `-`: {r:?}");
+}
+
+#[test]
+fn progress_bar_on_a_terminal() {
+    let sim = Sim::start(&["--latency-ms", "20"]);
+    let wd = Workdir::new();
+    let input = wd.write("in.csv", calls_csv(&ids("b", 150)));
+    // `script` gives the command a pseudo-terminal, as an analyst's shell would.
+    let inner = format!(
+        "{BIN} enrich --rate 0 --concurrency 2 {} {}",
+        input.display(),
+        wd.path("out.csv").display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &inner, "/dev/null"])
+        .env("CEC_BASE_URL", &sim.url)
+        .env("CEC_APP_KEY", "demo")
+        .env("CEC_APP_SECRET", "demo")
+        .output()
+        .expect("script(1) from util-linux");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    assert!(
+        screen.contains("/150 rows") || screen.contains("rows  "),
+        "no bar: {screen}"
+    );
+    assert!(
+        screen.contains("lookups/s") && screen.contains("pace unlimited"),
+        "{screen}"
+    );
+}
+
+#[test]
+fn completions_and_man_page() {
+    for shell in ["bash", "zsh", "fish"] {
+        let mut cmd = callinfo(None);
+        cmd.args(["completions", shell]);
+        let r = run(cmd);
+        assert_eq!(r.code, 0, "{r:?}");
+        assert!(
+            r.stdout.contains("enrich") && r.stdout.contains("concurrency"),
+            "{shell}"
+        );
+    }
+    let mut cmd = callinfo(None);
+    cmd.arg("man");
+    let r = run(cmd);
+    assert_eq!(r.code, 0);
+    assert!(
+        r.stdout.contains(".TH callinfo"),
+        "{}",
+        &r.stdout[..200.min(r.stdout.len())]
+    );
+}
