@@ -47,7 +47,7 @@ pub async fn run(args: CheckArgs) -> Result<Status, Error> {
         );
     }
 
-    let http = api::http_client(api.timeout, 1)
+    let http = api::http_client(api.timeout, 1, api.ca_cert.as_deref())
         .map_err(|e| Error::Setup(format!("cannot set up the HTTP client: {e}")))?;
     let tokens = TokenProvider::new(
         http.clone(),

@@ -75,6 +75,10 @@ pub struct ApiArgs {
     /// Seconds to wait for one answer.
     #[arg(long, default_value_t = 30.0, value_name = "SECS")]
     pub timeout: f64,
+    /// Also trust this CA (PEM), for a tenant behind a private CA. Certificates are always
+    /// checked: there is no switch to turn that off.
+    #[arg(long, value_name = "PATH")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -60,6 +60,8 @@ pub enum ConfigError {
     },
     #[error("{path}: the output would overwrite the input; choose another OUTPUT")]
     OutputIsInput { path: String },
+    #[error("{path}: cannot use it as --ca-cert: {message}")]
+    CaCert { path: String, message: String },
     #[error("{0}")]
     Usage(&'static str),
 }
@@ -72,6 +74,8 @@ pub struct Api {
     pub app_key: String,
     pub app_secret: Secret,
     pub timeout: Duration,
+    /// Extra trusted CA, PEM.
+    pub ca_cert: Option<Vec<u8>>,
 }
 
 impl Api {
@@ -85,11 +89,28 @@ impl Api {
             .ok_or(ConfigError::NoAppKey)?;
         let app_secret = read_secret(args.app_secret_file.as_deref())?;
         let base_url = check_url(&args.base_url)?;
+        let ca_cert = match &args.ca_cert {
+            None => None,
+            Some(path) => Some(std::fs::read(path).map_err(|source| ConfigError::CaCert {
+                path: path.display().to_string(),
+                message: source.to_string(),
+            })?),
+        };
+        if let Some(pem) = &ca_cert {
+            let certs = reqwest::Certificate::from_pem_bundle(pem).unwrap_or_default();
+            if certs.is_empty() {
+                return Err(ConfigError::CaCert {
+                    path: args.ca_cert.unwrap_or_default().display().to_string(),
+                    message: "no PEM certificate in it".into(),
+                });
+            }
+        }
         Ok(Api {
             base_url,
             app_key,
             app_secret,
             timeout: seconds(args.timeout, "--timeout")?,
+            ca_cert,
         })
     }
 }

@@ -37,7 +37,12 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> Result<Status, Er
         Secret::new(knobs.app_secret.as_str()),
     );
     let stop = CancellationToken::new();
-    let server = tokio::spawn(sim::serve(listener, knobs, stop.clone().cancelled_owned()));
+    let server = tokio::spawn(sim::serve(
+        listener,
+        knobs,
+        None,
+        stop.clone().cancelled_owned(),
+    ));
 
     let ext = match args.format {
         Format::Csv => "csv",
@@ -65,6 +70,7 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> Result<Status, Er
             app_key,
             app_secret,
             timeout: Duration::from_secs(30),
+            ca_cert: None,
         },
         rate: Some(500.0),
         concurrency: 32,

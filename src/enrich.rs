@@ -50,7 +50,7 @@ pub async fn run(job: Job, cancel: CancellationToken) -> Result<Report, Error> {
 
     let pacer = Arc::new(Pacer::new(job.rate));
     let backoff = Backoff::new(job.max_retries);
-    let http = api::http_client(job.api.timeout, job.concurrency)
+    let http = api::http_client(job.api.timeout, job.concurrency, job.api.ca_cert.as_deref())
         .map_err(|e| Error::Setup(format!("cannot set up the HTTP client: {e}")))?;
     let tokens = Arc::new(TokenProvider::new(
         http.clone(),

@@ -107,10 +107,17 @@ pub async fn run(cli: Cli, cancel: CancellationToken) -> Result<Status, Error> {
             let addr = listener
                 .local_addr()
                 .map_err(|e| Error::Setup(e.to_string()))?;
-            println!("listening on http://{addr}");
+            // The CA is written before the address is printed: a client may read it at once.
+            let tls = match &args.knobs.tls_dir {
+                Some(dir) => Some(sim::tls::acceptor(dir).map_err(|e| {
+                    Error::Setup(format!("{}: cannot set up TLS: {e}", dir.display()))
+                })?),
+                None => None,
+            };
+            println!("listening on {}://{addr}", sim::scheme(&args.knobs));
             use std::io::Write;
             let _ = std::io::stdout().flush();
-            sim::serve(listener, args.knobs, cancel.cancelled_owned())
+            sim::serve(listener, args.knobs, tls, cancel.cancelled_owned())
                 .await
                 .map_err(|e| Error::Setup(format!("simulator failed: {e}")))?;
             Ok(Status::AllOk)

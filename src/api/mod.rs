@@ -9,8 +9,20 @@ use std::time::Duration;
 /// One pooled keep-alive client for the whole run (HTTP/2 when the server offers it via
 /// ALPN). TLS is rustls with the system's roots plus webpki's; there is no switch to turn
 /// certificate checks off.
-pub fn http_client(timeout: Duration, pool: usize) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
+pub fn http_client(
+    timeout: Duration,
+    pool: usize,
+    ca_cert: Option<&[u8]>,
+) -> reqwest::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder();
+    for cert in ca_cert
+        .map(reqwest::Certificate::from_pem_bundle)
+        .transpose()?
+        .unwrap_or_default()
+    {
+        builder = builder.add_root_certificate(cert);
+    }
+    builder
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .pool_max_idle_per_host(pool)

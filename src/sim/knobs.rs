@@ -70,6 +70,9 @@ pub struct Knobs {
     /// Share of token requests answered 503.
     #[arg(long, value_name = "F", default_value_t = 0.0, value_parser = parse_share)]
     pub token_error_share: f64,
+    /// Serve HTTPS with a throwaway CA, written to DIR/ca.pem for clients.
+    #[arg(long, value_name = "DIR")]
+    pub tls_dir: Option<std::path::PathBuf>,
 }
 
 /// Must match the clap defaults above (a unit test checks it), so in-process tests get the
@@ -94,6 +97,7 @@ impl Default for Knobs {
             long_number_share: 0.0,
             string_numbers: false,
             token_error_share: 0.0,
+            tls_dir: None,
         }
     }
 }
@@ -119,6 +123,7 @@ impl fmt::Debug for Knobs {
             .field("long_number_share", &self.long_number_share)
             .field("string_numbers", &self.string_numbers)
             .field("token_error_share", &self.token_error_share)
+            .field("tls_dir", &self.tls_dir)
             .finish()
     }
 }

@@ -5,6 +5,7 @@ pub mod answer;
 mod faults;
 mod knobs;
 mod stats;
+pub mod tls;
 
 pub use knobs::Knobs;
 
@@ -40,6 +41,7 @@ const HANG: Duration = Duration::from_secs(24 * 3600);
 pub async fn serve(
     listener: TcpListener,
     knobs: Knobs,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let (down_tx, down_rx) = watch::channel(false);
@@ -60,6 +62,9 @@ pub async fn serve(
         shutdown.await;
         let _ = down_tx.send(true);
     };
+    if let Some(acceptor) = tls {
+        return serve_tls(listener, acceptor, app, signal).await;
+    }
     // Without TCP_NODELAY, an answer written as headers then body waits ~40 ms on loopback
     // for a delayed ACK, which would dominate every benchmark.
     let listener = listener.tap_io(|tcp| {
@@ -68,6 +73,48 @@ pub async fn serve(
     axum::serve(listener, app)
         .with_graceful_shutdown(signal)
         .await
+}
+
+/// The scheme clients must use: `https` when the simulator was given `--tls-dir`.
+pub fn scheme(knobs: &Knobs) -> &'static str {
+    if knobs.tls_dir.is_some() {
+        "https"
+    } else {
+        "http"
+    }
+}
+
+/// HTTPS: axum's `serve` speaks plain TCP, so connections are accepted here, wrapped in
+/// TLS, and handed to hyper. Connections still open at shutdown are dropped.
+async fn serve_tls(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto;
+    use hyper_util::service::TowerToHyperService;
+
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, _) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            _ = &mut shutdown => return Ok(()),
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let service = TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            // A client that rejects our certificate ends the handshake: nothing to serve.
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tls), service)
+                .await;
+        });
+    }
 }
 
 struct Sim {

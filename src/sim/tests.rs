@@ -18,7 +18,7 @@ async fn start(knobs: Knobs) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, knobs, async {
+    let server = tokio::spawn(serve(listener, knobs, None, async {
         let _ = stopped.await;
     }));
     Running {

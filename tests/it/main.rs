@@ -13,3 +13,4 @@ mod rate;
 mod resume;
 mod secrets;
 mod shutdown;
+mod tls;
