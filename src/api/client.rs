@@ -385,6 +385,40 @@ mod tests {
         ));
     }
 
+    proptest::proptest! {
+        /// Any JSON integer, of any length, comes out as the same digits, whether sent as a
+        /// number or as a string.
+        #[test]
+        fn any_integer_keeps_its_digits(digits in "[1-9][0-9]{0,60}|0") {
+            let body = format!(r#"{{"caller": {digits}, "called": "{digits}", "callId": "c1"}}"#);
+            let f = parse_answer(body.as_bytes(), "c1").unwrap().unwrap();
+            proptest::prop_assert_eq!(f.caller.as_deref(), Some(digits.as_str()));
+            proptest::prop_assert_eq!(f.called.as_deref(), Some(digits.as_str()));
+        }
+
+        /// Whatever the body, the parser answers; it never panics.
+        #[test]
+        fn any_body_is_classified(body in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let _ = parse_answer(&body, "c1");
+        }
+
+        /// Bodies that look like answers but carry odd values are classified, not trusted.
+        #[test]
+        fn odd_values_are_classified(value in r#"-?[0-9]{1,30}(\.[0-9]{1,5})?([eE][+-]?[0-9]{1,3})?|"[^"\\]{0,20}"|true|null|\[\]|\{\}"#) {
+            for field in ["caller", "mediaAbility", "calldata", "callId"] {
+                let body = format!(r#"{{"{field}": {value}}}"#);
+                match parse_answer(body.as_bytes(), "c1") {
+                    Ok(Some(f)) => {
+                        if let Some(c) = f.caller {
+                            proptest::prop_assert!(c.trim_start_matches('+').bytes().all(|b| b.is_ascii_digit()), "{c}");
+                        }
+                    }
+                    Ok(None) | Err(_) => {}
+                }
+            }
+        }
+    }
+
     #[test]
     fn statuses() {
         assert_eq!(classify(401, b"", "c"), Verdict::TokenRejected);

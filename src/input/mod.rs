@@ -151,3 +151,32 @@ impl Reader {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        /// A CSV reader fed arbitrary bytes reports an error or reads rows; it never panics.
+        #[test]
+        fn csv_of_any_bytes_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..2000)) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("in.csv");
+            let mut content = b"callId,x\n".to_vec();
+            content.extend(&bytes);
+            std::fs::write(&path, content).unwrap();
+            let spec = KeySpec::default();
+            let mut spec = spec;
+            for f in [&mut spec.user_id, &mut spec.tenant_id, &mut spec.agent_id] {
+                f.default = Some("d".into());
+            }
+            if let Ok(mut reader) = Reader::open(&Source::File(path), Format::Csv, &spec) {
+                while let Some(batch) = reader.next_batch() {
+                    if batch.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}

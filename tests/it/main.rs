@@ -7,6 +7,7 @@ mod auth;
 mod bad_input;
 mod csv_io;
 mod errors;
+mod faults;
 mod operator;
 mod parquet_io;
 mod rate;
