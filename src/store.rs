@@ -346,7 +346,9 @@ fn write_loop(
             last_durable = Instant::now();
         }
     }
-    checkpoint(&conn).map_err(err)
+    // Closing: fold the WAL into the database and truncate it, leaving one compact file.
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .map_err(err)
 }
 
 /// Copy the WAL into the database, fsyncing both: what was committed is now durable.

@@ -19,6 +19,15 @@ fn wait_for(sim: &Sim, what: &str, cond: impl Fn(&serde_json::Value) -> bool) {
 
 #[test]
 fn sigint_exits_130_and_writes_nothing_under_the_final_name() {
+    stop_with("-INT");
+}
+
+#[test]
+fn sigterm_is_handled_like_sigint() {
+    stop_with("-TERM");
+}
+
+fn stop_with(signal: &str) {
     let sim = Sim::start(&["--latency-ms", "50"]);
     let wd = Workdir::new();
     let input = wd.write("in.csv", calls_csv(&ids("s", 5000)));
@@ -33,14 +42,21 @@ fn sigint_exits_130_and_writes_nothing_under_the_final_name() {
         s["lookup_requests"].as_u64() >= Some(20)
     });
     let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
-    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(
+        stderr.contains("interrupted: ") && stderr.contains(" rows done, "),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("run the same command again to finish"),
+        "{stderr}"
+    );
     assert_eq!(
         wd.files(),
         ["in.csv", "out.parquet.journal"],
