@@ -1,19 +1,22 @@
 //! The request pacer: every HTTP request of a run, token requests and retries included,
-//! waits here first. `--rate` is a hard ceiling (governor); below it, the pacer adapts to a
-//! server whose real limit is lower: it holds everyone on `Retry-After`, drops to the rate
-//! the server was seen to accept, and climbs back additively while no 429 comes.
+//! waits here first. `--rate` is a hard ceiling; below it, the pacer adapts to a server
+//! whose real limit is lower: it holds everyone on `Retry-After`, drops to the rate the
+//! server was seen to accept, and climbs back additively while no 429 comes.
+//!
+//! Two mechanisms, one job each. A first-come schedule (oha's `start + i / rate`) spaces
+//! requests evenly, so waiting requests sleep until their own turn. An exact sliding window
+//! of the last `rate` send times is the guarantee: no second ever holds more than `rate`.
+//! (governor was tried for the guarantee: with burst 1 every timer tick of lateness pushed
+//! all later requests back, losing 6% of the quota; a larger burst breaks the guarantee.)
 
 use std::collections::VecDeque;
-use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use governor::clock::Clock;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::Instant;
 
-/// Requests are spaced 1% wider than `1/rate`: a sliding one-second window then holds at
-/// most `rate` of them even when the network delays one request and not the next.
+/// The schedule spaces requests 1% wider than `1/rate`: the window below then never has
+/// to hold a request back, even when the network delays one request and not the next.
 const SPACING_MARGIN: f64 = 1.01;
 /// A throttled pace is set this far below the rate the server was seen to accept.
 const BACKOFF_FACTOR: f64 = 0.95;
@@ -27,15 +30,13 @@ const MIN_RATE: f64 = 0.5;
 const WINDOW: Duration = Duration::from_secs(1);
 
 pub struct Pacer {
-    /// The guarantee: whatever the schedule does, governor (burst 1; its default burst of
-    /// `rate` would let `2 x rate` requests into the first second, governor issue #39) never
-    /// lets requests closer than `1/rate`. The schedule below keeps its waits short.
-    ceiling: Option<DefaultDirectRateLimiter>,
     max_rate: Option<f64>,
     state: Mutex<Adaptive>,
 }
 
 struct Adaptive {
+    /// `--rate`'s guarantee; `None` without a ceiling.
+    ceiling: Option<Ceiling>,
     /// Set by a 429's `Retry-After`: the server asked every client to wait, not one row.
     paused_until: Option<Instant>,
     /// The adapted pace, when below the ceiling.
@@ -47,21 +48,48 @@ struct Adaptive {
     accepted: VecDeque<Instant>,
 }
 
+/// An exact sliding window: the send times of the last `cap` requests. A request may go
+/// once the oldest of them is `span` old, so any `span` holds at most `cap` requests.
+struct Ceiling {
+    cap: usize,
+    span: Duration,
+    sent: VecDeque<Instant>,
+}
+
+impl Ceiling {
+    /// `cap = floor(rate)` sends per `cap / rate` seconds: at most `rate` in any second
+    /// for whole rates, and never more than one per `1 / rate` below one per second.
+    fn new(rate: f64) -> Ceiling {
+        let cap = rate.floor().max(1.0);
+        Ceiling {
+            cap: cap as usize,
+            span: Duration::from_secs_f64(cap / rate),
+            sent: VecDeque::with_capacity(cap as usize),
+        }
+    }
+
+    /// Record a send at `now`, or say when one may go.
+    fn admit(&mut self, now: Instant) -> Result<(), Instant> {
+        if self.sent.len() == self.cap {
+            let free_at = self.sent[0] + self.span;
+            if now < free_at {
+                return Err(free_at);
+            }
+            self.sent.pop_front();
+        }
+        self.sent.push_back(now);
+        Ok(())
+    }
+}
+
 impl Pacer {
     /// `rate` requests per second; `None` sets no ceiling (the pacer still adapts to 429s).
     pub fn new(rate: Option<f64>) -> Pacer {
-        let ceiling = rate.map(|rate| {
-            let period = Duration::from_secs_f64(SPACING_MARGIN / rate);
-            let quota = Quota::with_period(period)
-                .expect("rate is checked to be positive and finite")
-                .allow_burst(safe_burst(rate));
-            RateLimiter::direct(quota)
-        });
         let now = Instant::now();
         Pacer {
-            ceiling,
             max_rate: rate,
             state: Mutex::new(Adaptive {
+                ceiling: rate.map(Ceiling::new),
                 paused_until: None,
                 throttled: None,
                 next_slot: now,
@@ -83,18 +111,23 @@ impl Pacer {
             if let Some(slot) = slot {
                 tokio::time::sleep_until(slot).await;
             }
-            if let Some(ceiling) = &self.ceiling {
-                // governor's own `until_ready` sleeps on a timer thread of its own: a wake-up
-                // across threads per wait. Its verdict with tokio's timer costs nothing.
-                while let Err(not_until) = ceiling.check() {
-                    let wait = not_until.wait_time_from(ceiling.clock().now());
-                    tokio::time::sleep(wait).await;
+            loop {
+                let verdict = {
+                    let mut s = self.state.lock().unwrap();
+                    let now = Instant::now();
+                    // A 429 may have paused everyone while this request waited its turn.
+                    if s.paused_until.is_some_and(|u| u > now) {
+                        break;
+                    }
+                    match &mut s.ceiling {
+                        Some(ceiling) => ceiling.admit(now),
+                        None => Ok(()),
+                    }
+                };
+                match verdict {
+                    Ok(()) => return,
+                    Err(free_at) => tokio::time::sleep_until(free_at).await,
                 }
-            }
-            // A 429 may have paused everyone while this request waited its turn.
-            let pause = self.state.lock().unwrap().paused_until;
-            if pause.is_none_or(|u| u <= Instant::now()) {
-                return;
             }
         }
     }
@@ -145,16 +178,6 @@ impl Pacer {
     }
 }
 
-/// The largest burst that still keeps any sliding second at or under `rate`: a token bucket
-/// of `b` refilled every `SPACING_MARGIN / rate` admits at most `b + floor(rate /
-/// SPACING_MARGIN)` requests in one second. A burst above 1 lets a request that woke a
-/// little late go at once instead of pushing every later one back.
-fn safe_burst(rate: f64) -> NonZeroU32 {
-    let refills = (rate / SPACING_MARGIN).floor();
-    let burst = (rate.floor() - refills).max(1.0) as u32;
-    NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN)
-}
-
 impl Adaptive {
     fn forget_before(&mut self, now: Instant) {
         while self
@@ -200,17 +223,31 @@ impl Adaptive {
 mod tests {
     use super::*;
 
+    /// Whatever the order and timing of sends, no window of `span` admits more than `cap`.
     #[test]
-    fn burst_never_lets_a_second_exceed_the_rate() {
-        for rate in [0.5, 1.0, 20.0, 50.0, 199.0, 200.0, 1000.0, 5000.0] {
-            let burst = safe_burst(rate).get() as f64;
-            let refills = (rate / SPACING_MARGIN).floor();
-            assert!(
-                burst + refills <= rate.max(1.0),
-                "rate {rate}: burst {burst}"
-            );
+    fn ceiling_is_an_exact_sliding_window() {
+        let start = Instant::now();
+        let mut c = Ceiling::new(50.0);
+        let mut sent = Vec::new();
+        let mut now = start;
+        // Try to send every 3 ms for 3 s; keep the times admitted.
+        while now < start + Duration::from_secs(3) {
+            if c.admit(now).is_ok() {
+                sent.push(now);
+            }
+            now += Duration::from_millis(3);
         }
-        assert_eq!(safe_burst(50.0).get(), 1);
-        assert_eq!(safe_burst(1000.0).get(), 10);
+        for (i, t) in sent.iter().enumerate() {
+            let in_window = sent[i..].iter().take_while(|u| **u < *t + WINDOW).count();
+            assert!(in_window <= 50, "{in_window} sends in the second from {i}");
+        }
+        assert!(sent.len() >= 148, "the quota is used: {}", sent.len());
+
+        let mut slow = Ceiling::new(0.5);
+        assert!(slow.admit(start).is_ok());
+        assert_eq!(
+            slow.admit(start + Duration::from_secs(1)),
+            Err(start + Duration::from_secs(2))
+        );
     }
 }

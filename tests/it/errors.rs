@@ -86,6 +86,44 @@ fn each_error_kind_once_with_its_report_line() {
 
     let summary: serde_json::Value =
         serde_json::from_str(&wd.read("summary.json")).expect("summary JSON");
+    let mut fields: Vec<&str> = summary
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        [
+            "deduplicated",
+            "distinct_keys",
+            "elapsed_s",
+            "exit_status",
+            "failed",
+            "failed_by_kind",
+            "from_cache",
+            "from_journal",
+            "lookup_requests",
+            "lookups",
+            "ok",
+            "pace_at_end",
+            "requests",
+            "requests_per_s",
+            "retries",
+            "rows",
+            "rows_per_s",
+            "schema_version",
+            "throttled_429",
+            "token_requests",
+        ],
+        "the documented schema, no more, no less"
+    );
+    assert_eq!(summary["schema_version"], 1);
+    assert!(
+        summary["pace_at_end"].as_f64().is_some(),
+        "a 429 set a pace: {summary}"
+    );
     assert_eq!(summary["rows"], 12);
     assert_eq!(summary["ok"], 1);
     assert_eq!(summary["failed"], 11);

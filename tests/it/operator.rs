@@ -191,3 +191,24 @@ fn completions_and_man_page() {
         &r.stdout[..200.min(r.stdout.len())]
     );
 }
+
+#[test]
+fn requests_go_through_the_proxy_from_the_environment() {
+    // The simulator doubles as the proxy: a plain-HTTP proxy receives absolute-form
+    // requests, which it routes by path. The base URL's host does not even resolve, so the
+    // run can only succeed through the proxy.
+    let sim = Sim::start(&[]);
+    let wd = Workdir::new();
+    let input = wd.write("in.csv", calls_csv(&ids("x", 3)));
+    let mut cmd = callinfo(Some(&sim));
+    cmd.env("CEC_BASE_URL", "http://cec.proxy-test.invalid")
+        .env("HTTP_PROXY", &sim.url)
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .args(["enrich", "--rate", "0"])
+        .arg(&input)
+        .arg(wd.path("out.csv"));
+    let r = run(cmd);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(sim.stat("lookup_requests"), 3);
+}
