@@ -17,6 +17,8 @@ pub(super) enum Fault {
     RateLimited,
     /// 200, then the connection is cut halfway through the body.
     Drop,
+    /// The connection is reset before any byte of an answer.
+    Reset,
     /// No answer at all.
     Hang,
     /// 200 with this body, which is not JSON.
@@ -28,13 +30,14 @@ const BAD_GATEWAY_PAGE: &str = "<html>502 Bad Gateway</html>";
 /// Faults forced by a call-ID prefix, so a test can put an exact fault on an exact row.
 /// `sim401-` refuses every token for that call, as when the app lacks the API: a 401 that
 /// a refresh does not cure.
-const FORCED: [(&str, Fault); 9] = [
+const FORCED: [(&str, Fault); 10] = [
     ("sim400-", Fault::Status(StatusCode::BAD_REQUEST)),
     ("sim401-", Fault::Status(StatusCode::UNAUTHORIZED)),
     ("sim500-", Fault::Status(StatusCode::INTERNAL_SERVER_ERROR)),
     ("sim503-", Fault::Status(StatusCode::SERVICE_UNAVAILABLE)),
     ("sim429-", Fault::RateLimited),
     ("simdrop-", Fault::Drop),
+    ("simreset-", Fault::Reset),
     ("simhang-", Fault::Hang),
     ("simjunk-", Fault::Malformed("<html>oops</html>")),
     ("simempty-", Fault::Malformed("")),

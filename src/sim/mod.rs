@@ -235,6 +235,10 @@ async fn lookup(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) ->
             let full = Bytes::from(answer::render(call_id, knobs));
             cut_off(full.slice(..full.len() / 2), full.len())
         }
+        Fault::Reset => {
+            sim.stats.record("reset");
+            reset()
+        }
         Fault::Hang => {
             sim.stats.record("hung");
             let mut down = sim.shutdown.clone();
@@ -354,6 +358,18 @@ fn cut_off(prefix: Bytes, declared_len: usize) -> Response {
     );
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(declared_len));
     response
+}
+
+/// An answer whose body fails before its first byte: hyper drops the connection without
+/// sending even the status line, as when a gateway resets the connection.
+fn reset() -> Response {
+    let failure = stream::once(async {
+        Err::<Bytes, _>(io::Error::new(
+            io::ErrorKind::ConnectionReset,
+            "simulated reset",
+        ))
+    });
+    Body::from_stream(failure).into_response()
 }
 
 fn epoch_secs() -> u64 {

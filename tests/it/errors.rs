@@ -17,6 +17,7 @@ fn each_error_kind_once_with_its_report_line() {
         "sim503-1",
         "simhang-1",
         "simdrop-1",
+        "simreset-1",
         "simjunk-1",
         "simtype-1",
         "simecho-1",
@@ -56,9 +57,10 @@ fn each_error_kind_once_with_its_report_line() {
             vec!["7", "sim503-1", "server_error", "503", "3"],
             vec!["8", "simhang-1", "timeout", "", "3"],
             vec!["9", "simdrop-1", "network", "200", "3"],
-            vec!["10", "simjunk-1", "invalid_response", "200", "3"],
-            vec!["11", "simtype-1", "invalid_response", "200", "1"],
-            vec!["12", "simecho-1", "invalid_response", "200", "1"],
+            vec!["10", "simreset-1", "network", "", "3"],
+            vec!["11", "simjunk-1", "invalid_response", "200", "3"],
+            vec!["12", "simtype-1", "invalid_response", "200", "1"],
+            vec!["13", "simecho-1", "invalid_response", "200", "1"],
         ]
     );
     for r in &report[1..] {
@@ -66,7 +68,7 @@ fn each_error_kind_once_with_its_report_line() {
     }
 
     let out = read_csv(&wd.path("out.csv"));
-    assert_eq!(out.len(), 13);
+    assert_eq!(out.len(), 14);
     assert_eq!(out[1][5..], expected_cells("c-ok")[..]);
     for (row, line) in out[2..].iter().zip(&report[1..]) {
         assert_eq!(row[0], line[1], "same rows, same order");
@@ -79,9 +81,9 @@ fn each_error_kind_once_with_its_report_line() {
         assert_eq!(row[12], line[2], "lookup_status is the report's kind");
     }
 
-    // Requests: 1 ok + 1 not found + 1 bad request + 2 (401, refresh, 401) + 3 x 5 retried
-    // kinds + 2 final invalid responses; tokens: the first and the one refresh.
-    assert_eq!(sim.stat("lookup_requests"), 1 + 1 + 1 + 2 + 3 * 5 + 2);
+    // Requests: 1 ok + 1 not found + 1 bad request + 2 (401, refresh, 401) + 3 x 6 retried
+    // rows + 2 final invalid responses; tokens: the first and the one refresh.
+    assert_eq!(sim.stat("lookup_requests"), 1 + 1 + 1 + 2 + 3 * 6 + 2);
     assert_eq!(sim.stat("token_requests"), 2);
 
     let summary: serde_json::Value =
@@ -124,17 +126,17 @@ fn each_error_kind_once_with_its_report_line() {
         summary["pace_at_end"].as_f64().is_some(),
         "a 429 set a pace: {summary}"
     );
-    assert_eq!(summary["rows"], 12);
+    assert_eq!(summary["rows"], 13);
     assert_eq!(summary["ok"], 1);
-    assert_eq!(summary["failed"], 11);
+    assert_eq!(summary["failed"], 12);
     assert_eq!(summary["exit_status"], 3);
-    assert_eq!(summary["lookup_requests"], 22);
+    assert_eq!(summary["lookup_requests"], 25);
     assert_eq!(summary["token_requests"], 2);
-    assert_eq!(summary["retries"], 5 * 2);
+    assert_eq!(summary["retries"], 6 * 2);
     assert_eq!(summary["throttled_429"], 3);
     let by_kind = serde_json::json!({
         "invalid_input": 1, "not_found": 1, "bad_request": 1, "unauthorized": 1,
-        "rate_limited": 1, "server_error": 1, "timeout": 1, "network": 1, "invalid_response": 3,
+        "rate_limited": 1, "server_error": 1, "timeout": 1, "network": 2, "invalid_response": 3,
     });
     assert_eq!(summary["failed_by_kind"], by_kind);
 }
