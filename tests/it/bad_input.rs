@@ -1,6 +1,8 @@
 //! Bad input and bad paths: one line naming the file (and row and column where there is
 //! one), exit 1 or 2, and nothing under an output name.
 
+use std::process::Command;
+
 use crate::util::*;
 
 /// Runs enrich on `input` and checks: exit `code`, exactly one stderr line that contains
@@ -158,4 +160,42 @@ fn usage_errors_exit_2() {
         .arg(&input)
         .arg(wd.path("o.csv"));
     assert_eq!(run(cmd).code, 2);
+}
+
+#[test]
+fn output_directory_without_write_permission() {
+    use std::os::unix::fs::PermissionsExt;
+    let sim = Sim::start(&[]);
+    let wd = Workdir::new();
+    let input = wd.write("in.csv", calls_csv(&ids("c", 3)));
+    let locked = wd.path("locked");
+    std::fs::create_dir(&locked).unwrap();
+    for (path, mode) in [
+        (wd.dir.path(), 0o755),
+        (locked.as_path(), 0o555),
+        (input.as_path(), 0o644),
+    ] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    // Root writes anywhere: drop to `nobody` so the permission bits mean something.
+    let mut cmd = callinfo(Some(&sim));
+    let root = String::from_utf8(Command::new("id").arg("-u").output().unwrap().stdout).unwrap();
+    if root.trim() == "0" {
+        cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
+            .env("CEC_BASE_URL", &sim.url)
+            .env("CEC_APP_KEY", "demo")
+            .env("CEC_APP_SECRET", "demo");
+    }
+    cmd.args(["enrich", "--rate", "0"])
+        .arg(&input)
+        .arg(locked.join("out.csv"));
+    let r = run(cmd);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("locked/out.csv: cannot create it")
+            && r.stderr.contains("ermission denied"),
+        "{r:?}"
+    );
+    assert_eq!(sim.stat("lookup_requests"), 0);
 }
