@@ -25,6 +25,8 @@ const APPLICATION_ID: i32 = 0x4341_4c4c;
 pub const FORMAT_VERSION: i32 = 1;
 /// How often the writer makes committed outcomes durable (fsync via a WAL checkpoint).
 const DURABLE_EVERY: Duration = Duration::from_secs(1);
+/// Records committed in one transaction at most.
+const MAX_GROUP: usize = 8192;
 /// After the first record of a group, wait this long for more: one commit and one wake-up
 /// per group rather than per record. A kill loses at most this much of recent lookups.
 const GROUP_WAIT: Duration = Duration::from_millis(2);
@@ -318,7 +320,7 @@ fn write_loop(
         if let Some(first) = first {
             batch.push(first);
             std::thread::sleep(GROUP_WAIT);
-            batch.extend(rx.try_iter().take(50_000));
+            batch.extend(rx.try_iter().take(MAX_GROUP - 1));
         }
         if !batch.is_empty() {
             let tx = conn.transaction().map_err(err)?;
@@ -339,6 +341,15 @@ fn write_loop(
                 if pending.get(&key).is_some_and(|o| Arc::ptr_eq(o, &outcome)) {
                     pending.remove(&key);
                 }
+            }
+            // A stall (a long checkpoint) swells both; give the memory back once it passes,
+            // so a long run does not keep the high-water mark of its worst moment.
+            let len = pending.len();
+            if pending.capacity() > 4 * len + MAX_GROUP {
+                pending.shrink_to(2 * len);
+            }
+            if batch.capacity() > MAX_GROUP {
+                batch.shrink_to(MAX_GROUP);
             }
         }
         if last_durable.elapsed() >= DURABLE_EVERY {
