@@ -17,7 +17,7 @@ pub type SharedLookup = Shared<BoxFuture<'static, Result<Arc<Outcome>, LookupErr
 
 /// Which store knew the outcome.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum From {
+pub enum Origin {
     Journal,
     Cache,
 }
@@ -26,7 +26,7 @@ pub enum From {
 pub struct Known {
     pub outcome: Arc<Outcome>,
     pub found: Found,
-    pub from: From,
+    pub origin: Origin,
 }
 
 pub struct Memo {
@@ -46,16 +46,16 @@ impl Memo {
     }
 
     pub(super) fn known(&self, key: &CallKey) -> Result<Option<Known>, StoreError> {
-        let known = |(outcome, found), from| Known {
+        let known = |(outcome, found), origin| Known {
             outcome,
             found,
-            from,
+            origin,
         };
         if let Some(hit) = self.journal.get(key)? {
-            return Ok(Some(known(hit, From::Journal)));
+            return Ok(Some(known(hit, Origin::Journal)));
         }
         match &self.cache {
-            Some(cache) => Ok(cache.get(key)?.map(|hit| known(hit, From::Cache))),
+            Some(cache) => Ok(cache.get(key)?.map(|hit| known(hit, Origin::Cache))),
             None => Ok(None),
         }
     }

@@ -184,10 +184,10 @@ impl Engine {
                 Stats::bump(&stats.deduplicated);
                 lookup.clone()
             } else if let Some(known) = self.memo.known(key)? {
-                match (known.found, known.from) {
+                match (known.found, known.origin) {
                     (Found::ThisRun, _) => Stats::bump(&stats.deduplicated),
-                    (Found::Earlier, memo::From::Journal) => Stats::bump(&stats.from_journal),
-                    (Found::Earlier, memo::From::Cache) => Stats::bump(&stats.from_cache),
+                    (Found::Earlier, memo::Origin::Journal) => Stats::bump(&stats.from_journal),
+                    (Found::Earlier, memo::Origin::Cache) => Stats::bump(&stats.from_cache),
                 }
                 return Ok(known.outcome);
             } else {

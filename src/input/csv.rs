@@ -167,10 +167,9 @@ fn csv_error(file: &str, e: csv::Error, schema: Option<&SchemaRef>) -> InputErro
         _ => (None, e.to_string()),
     };
     match row {
-        Some(0) | None => InputError::Row {
+        Some(0) | None => InputError::Header {
             file: file.to_owned(),
-            row: 0,
-            message: format!("header {message}"),
+            message,
         },
         Some(row) => InputError::Row {
             file: file.to_owned(),

@@ -92,6 +92,8 @@ pub enum InputError {
         data_type: String,
         wanted: &'static str,
     },
+    #[error("{file}: header: {message}")]
+    Header { file: String, message: String },
     #[error("{file}: row {row}: {message}")]
     Row {
         file: String,
