@@ -50,13 +50,14 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> Result<Status, Er
     };
     let output = args.out_dir.join(format!("calls-enriched.{ext}"));
     let errors = args.out_dir.join("calls-enriched.errors.csv");
+    let journal = crate::config::journal_path(&Destination::File(output.clone()), &errors);
     let job = Job {
         input: Source::File(input.clone()),
         input_format: Format::Csv,
         output: Destination::File(output.clone()),
         output_format: args.format,
         errors: errors.clone(),
-        journal: crate::config::journal_path(&Destination::File(output.clone()), &errors),
+        journal: journal.clone(),
         fresh: true,
         cache: None,
         keys: KeySpec {
@@ -83,6 +84,9 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> Result<Status, Er
     let result = enrich::run(job, cancel).await;
     stop.cancel();
     let _ = server.await;
+    // The sample fails some rows on purpose, which keeps a journal for a rerun: a demo
+    // has nothing to rerun.
+    crate::store::remove_files(&journal);
     let report = result?;
     if report.status == Status::Interrupted {
         return Ok(report.status);

@@ -212,3 +212,34 @@ fn requests_go_through_the_proxy_from_the_environment() {
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(sim.stat("lookup_requests"), 3);
 }
+
+#[test]
+fn demo_runs_the_sample_against_its_own_simulator() {
+    let wd = Workdir::new();
+    let mut cmd = callinfo(None);
+    cmd.args(["demo", "--format", "csv", "--out-dir"])
+        .arg(wd.path("d"));
+    let r = run(cmd);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout
+            .contains("summary:      300 rows: 291 ok, 9 failed (3 invalid_input, 6 not_found)"),
+        "{r:?}"
+    );
+    let out = read_csv(&wd.path("d/calls-enriched.csv"));
+    assert_eq!(out.len(), 301);
+    assert_eq!(read_csv(&wd.path("d/calls-enriched.errors.csv")).len(), 10);
+    let mut files: Vec<String> = std::fs::read_dir(wd.path("d"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "calls-enriched.csv",
+            "calls-enriched.errors.csv",
+            "calls.csv"
+        ]
+    );
+}
