@@ -12,12 +12,12 @@ use crate::engine::progress::ProgressMode;
 use crate::input::{FieldSpec, Format, KeySpec, Source};
 use crate::output::Destination;
 use crate::secret::Secret;
-use crate::{enrich, sim, Error, Status};
+use crate::{enrich, sim, Error, Shutdown, Status};
 
 /// The sample export: a few hundred calls, with duplicates, empty and unknown call IDs.
 const SAMPLE: &str = include_str!("../samples/calls.csv");
 
-pub async fn run(args: DemoArgs, cancel: CancellationToken) -> Result<Status, Error> {
+pub async fn run(args: DemoArgs, shutdown: Shutdown) -> Result<Status, Error> {
     let setup = |what: &str, dir: &Path, e: std::io::Error| {
         Error::Setup(format!("{}: cannot {what}: {e}", dir.display()))
     };
@@ -81,7 +81,7 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> Result<Status, Er
         progress_interval: Duration::from_secs(10),
         summary_json: None,
     };
-    let result = enrich::run(job, cancel).await;
+    let result = enrich::run(job, shutdown).await;
     stop.cancel();
     let _ = server.await;
     // The sample fails some rows on purpose, which keeps a journal for a rerun: a demo

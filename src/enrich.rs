@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use crate::api::auth::TokenProvider;
 use crate::api::client::Client;
@@ -20,7 +19,7 @@ use crate::output::{Done, OutputError, Writer};
 use crate::pace::Pacer;
 use crate::store::{self, Role, Store};
 use crate::summary::Summary;
-use crate::{api, Error, Status};
+use crate::{api, Error, Shutdown, Status};
 
 /// Batches queued between stages: enough to keep each busy, few enough to bound memory.
 const QUEUE: usize = 2;
@@ -34,7 +33,7 @@ pub struct Report {
     pub journal: std::path::PathBuf,
 }
 
-pub async fn run(job: Job, cancel: CancellationToken) -> Result<Report, Error> {
+pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
     let started = Instant::now();
     let reader = Reader::open(&job.input, job.input_format, &job.keys)?;
     let total_rows = reader.total_rows;
@@ -78,7 +77,7 @@ pub async fn run(job: Job, cancel: CancellationToken) -> Result<Report, Error> {
 
     // Fail fast: rejected credentials or a wrong base URL stop the run before any row.
     let result = match tokens.get().await {
-        Ok(_) => pipeline(&job, reader, writer, engine.clone(), cancel).await,
+        Ok(_) => pipeline(&job, reader, writer, engine.clone(), shutdown).await,
         Err(e) => Err(EngineError::from(LookupError::from(e)).into()),
     };
     let closed = engine.memo.close();
@@ -123,7 +122,7 @@ async fn pipeline(
     reader: Reader,
     writer: Writer,
     engine: Arc<Engine>,
-    cancel: CancellationToken,
+    shutdown: Shutdown,
 ) -> Result<Option<()>, Error> {
     let stats = engine.lookups.stats.clone();
     let bytes_read = Arc::new(AtomicU64::new(0));
@@ -138,7 +137,7 @@ async fn pipeline(
 
     let pacer = engine.lookups.pacer.clone();
     let progress = Progress::start(job.progress, job.progress_interval, stats, pacer, size);
-    let end = engine.run(batch_rx, done_tx, cancel).await;
+    let end = engine.run(batch_rx, done_tx, shutdown).await;
     progress.finish().await;
     let written = write_task.await.expect("the writer thread does not panic");
 

@@ -87,13 +87,23 @@ impl Error {
     }
 }
 
-/// Run one command. `cancel` is the shutdown trigger (SIGINT/SIGTERM in `main`).
-pub async fn run(cli: Cli, cancel: CancellationToken) -> Result<Status, Error> {
+/// The shutdown triggers, passed in (SIGINT/SIGTERM in `main`, tokens in tests).
+#[derive(Clone, Default)]
+pub struct Shutdown {
+    /// Stop starting rows; let those in flight finish within the grace period.
+    pub stop: CancellationToken,
+    /// Stop now: a second signal. Lookups in flight are dropped (the journal keeps what
+    /// had finished).
+    pub now: CancellationToken,
+}
+
+/// Run one command.
+pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<Status, Error> {
     match cli.command {
         Command::Enrich(args) => {
             let summary_path = args.summary_json.clone();
             let job = config::Job::from_args(*args)?;
-            let report = enrich::run(job, cancel).await?;
+            let report = enrich::run(job, shutdown).await?;
             tell(&report);
             if let Some(path) = summary_path {
                 write_summary(&path, &report.summary)?;
@@ -117,12 +127,12 @@ pub async fn run(cli: Cli, cancel: CancellationToken) -> Result<Status, Error> {
             println!("listening on {}://{addr}", sim::scheme(&args.knobs));
             use std::io::Write;
             let _ = std::io::stdout().flush();
-            sim::serve(listener, args.knobs, tls, cancel.cancelled_owned())
+            sim::serve(listener, args.knobs, tls, shutdown.stop.cancelled_owned())
                 .await
                 .map_err(|e| Error::Setup(format!("simulator failed: {e}")))?;
             Ok(Status::AllOk)
         }
-        Command::Demo(args) => demo::run(args, cancel).await,
+        Command::Demo(args) => demo::run(args, shutdown).await,
         Command::Check(args) => check::run(args).await,
         Command::Completions { shell } => {
             use clap::CommandFactory;

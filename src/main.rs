@@ -6,10 +6,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 use callinfo::cli::{Cli, LogFormat};
+use callinfo::Shutdown;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -27,10 +27,10 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let cancel = CancellationToken::new();
+    let shutdown = Shutdown::default();
     let result = runtime.block_on(async {
-        tokio::spawn(watch_signals(cancel.clone()));
-        callinfo::run(cli, cancel).await
+        tokio::spawn(watch_signals(shutdown.clone()));
+        callinfo::run(cli, shutdown).await
     });
     // A reader blocked on stdin must not hold the exit.
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -43,8 +43,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// SIGINT or SIGTERM asks the run to stop admitting rows and wind down.
-async fn watch_signals(cancel: CancellationToken) {
+/// The first SIGINT or SIGTERM asks the run to stop admitting rows and wind down; a
+/// second one stops it at once.
+async fn watch_signals(shutdown: Shutdown) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -54,14 +55,19 @@ async fn watch_signals(cancel: CancellationToken) {
         ) else {
             return;
         };
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
+        for trigger in [&shutdown.stop, &shutdown.now] {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            trigger.cancel();
         }
     }
     #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
-    cancel.cancel();
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        shutdown.stop.cancel();
+    }
 }
 
 fn init_logging(verbose: u8, quiet: bool, format: LogFormat) {

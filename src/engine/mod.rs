@@ -14,10 +14,10 @@ pub mod stats;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::Shutdown;
 use futures::future::{self, BoxFuture, FutureExt};
 use futures::stream::{self, StreamExt};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use crate::api::auth::AuthError;
 use crate::input::{Batch, InputError};
@@ -90,8 +90,9 @@ impl Engine {
         self: Arc<Self>,
         batches: mpsc::Receiver<Result<Batch, InputError>>,
         done: mpsc::Sender<Done>,
-        cancel: CancellationToken,
+        shutdown: Shutdown,
     ) -> Result<End, EngineError> {
+        let cancel = shutdown.stop;
         let batches = stream::unfold(
             batches,
             |mut rx| async move { rx.recv().await.map(|b| (b, rx)) },
@@ -115,6 +116,7 @@ impl Engine {
                     continue;
                 }
                 _ = sleep_until(deadline) => break,
+                _ = shutdown.now.cancelled() => break,
             };
             let Some(item) = item else { break };
             match item? {

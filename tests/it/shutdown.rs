@@ -77,3 +77,54 @@ fn fatal_input_error_mid_run_leaves_no_output() {
     assert!(run.stderr.contains("row 9001"), "{run:?}");
     assert_eq!(wd.files(), ["in.csv", "out.csv.journal"], "{run:?}");
 }
+
+#[test]
+fn a_second_signal_stops_at_once() {
+    // Every answer takes 30 s, so the lookups in flight would use the whole 10 s grace.
+    let sim = Sim::start(&["--latency-ms", "30000"]);
+    let wd = Workdir::new();
+    let input = wd.write("in.csv", calls_csv(&ids("z", 100)));
+    let mut cmd = callinfo(Some(&sim));
+    cmd.args([
+        "enrich",
+        "--rate",
+        "0",
+        "--concurrency",
+        "4",
+        "--timeout",
+        "60",
+    ])
+    .arg(&input)
+    .arg(wd.path("out.csv"))
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    wait_for(&sim, "4 lookups in flight", |s| {
+        s["lookup_requests"].as_u64() >= Some(4)
+    });
+    // Two different signals: two of the same kind may be merged into one delivery.
+    for signal in ["-INT", "-TERM"] {
+        let sent = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status();
+        assert!(sent.unwrap().success());
+    }
+    let signalled = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let waited = signalled.elapsed();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        waited < Duration::from_secs(8),
+        "stopped at once, not after the grace: {waited:?}"
+    );
+    assert_eq!(
+        wd.files(),
+        ["in.csv"],
+        "nothing finished, so no journal either"
+    );
+}
