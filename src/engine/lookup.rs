@@ -44,7 +44,7 @@ impl Lookups {
                     if attempt.status.is_some_and(|s| s != 429) {
                         self.pacer.accepted();
                     }
-                    if attempt.verdict == Verdict::TokenRejected && !refreshed {
+                    if matches!(attempt.verdict, Verdict::TokenRejected) && !refreshed {
                         refreshed = true;
                         tracing::debug!("401: refreshing the token once");
                         self.tokens.refresh_after_401(&token).await?;

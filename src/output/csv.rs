@@ -88,18 +88,17 @@ impl CsvRows {
                 }
             }
             let f = outcome.fields().unwrap_or(&none);
-            let mut int = |v: Option<i64>| v.map_or("", |v| int_buf.format(v)).to_owned();
             w.write_field(f.caller.as_deref().unwrap_or(""))
                 .map_err(err)?;
             w.write_field(f.called.as_deref().unwrap_or(""))
                 .map_err(err)?;
-            w.write_field(int(f.media_ability)).map_err(err)?;
+            write_int(w, &mut int_buf, f.media_ability).map_err(err)?;
             w.write_field(f.call_data.as_deref().unwrap_or(""))
                 .map_err(err)?;
-            w.write_field(int(f.call_skill_id)).map_err(err)?;
+            write_int(w, &mut int_buf, f.call_skill_id).map_err(err)?;
             w.write_field(f.call_skill.as_deref().unwrap_or(""))
                 .map_err(err)?;
-            w.write_field(int(f.call_type)).map_err(err)?;
+            write_int(w, &mut int_buf, f.call_type).map_err(err)?;
             w.write_field(outcome.status()).map_err(err)?;
             w.write_record(None::<&[u8]>).map_err(err)?;
         }
@@ -111,6 +110,14 @@ impl CsvRows {
             file: name.to_owned(),
             source: std::io::Error::new(e.error().kind(), e.error().to_string()),
         })
+    }
+}
+
+/// An integer cell, formatted without allocating (empty when absent).
+fn write_int(w: &mut csv::Writer<Sink>, buf: &mut itoa::Buffer, v: Option<i64>) -> csv::Result<()> {
+    match v {
+        Some(v) => w.write_field(buf.format(v)),
+        None => w.write_field(""),
     }
 }
 

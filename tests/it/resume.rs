@@ -2,22 +2,10 @@
 //! SIGKILL and SIGINT, torn and foreign journals, and the cross-run cache.
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use crate::util::*;
 
 const CONCURRENCY: &str = "8";
-
-fn wait_for_lookups(sim: &Sim, at_least: u64) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while sim.stat("lookup_requests") < at_least {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {at_least} lookups"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
 
 /// Start enrich, wait until the simulator has seen `at` lookups in all, then send `signal`.
 fn interrupt_at(sim: &Sim, wd: &Workdir, at: u64, signal: &str) -> i32 {
@@ -28,7 +16,9 @@ fn interrupt_at(sim: &Sim, wd: &Workdir, at: u64, signal: &str) -> i32 {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let mut child = cmd.spawn().unwrap();
-    wait_for_lookups(sim, at);
+    wait_for(sim, "lookups", |s| {
+        s["lookup_requests"].as_u64() >= Some(at)
+    });
     Command::new("kill")
         .args([signal, &child.id().to_string()])
         .status()

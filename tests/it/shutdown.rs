@@ -5,18 +5,6 @@ use std::time::{Duration, Instant};
 
 use crate::util::*;
 
-/// Poll the simulator until `cond` holds (the event), failing after a generous deadline.
-fn wait_for(sim: &Sim, what: &str, cond: impl Fn(&serde_json::Value) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if cond(&sim.stats()) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn sigint_exits_130_and_writes_nothing_under_the_final_name() {
     stop_with("-INT");

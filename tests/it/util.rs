@@ -63,6 +63,19 @@ impl Drop for Sim {
     }
 }
 
+/// Poll the simulator's stats until `cond` holds (the event a test waits on), failing after
+/// a generous deadline.
+pub fn wait_for(sim: &Sim, what: &str, cond: impl Fn(&serde_json::Value) -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !cond(&sim.stats()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// A fresh directory for one test's files.
 pub struct Workdir {
     pub dir: tempfile::TempDir,
