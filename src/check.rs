@@ -49,7 +49,7 @@ pub async fn run(args: CheckArgs) -> Result<Status, Error> {
 
     let http = api::http_client(api.timeout, 1, api.ca_cert.as_deref())
         .map_err(|e| Error::Setup(format!("cannot set up the HTTP client: {e}")))?;
-    let tokens = TokenProvider::new(
+    let tokens = Arc::new(TokenProvider::new(
         http.clone(),
         &api.base_url,
         api.app_key.clone(),
@@ -57,7 +57,10 @@ pub async fn run(args: CheckArgs) -> Result<Status, Error> {
         Duration::from_secs(3600),
         Arc::new(Pacer::new(None)),
         Backoff::new(0),
-    );
+    ));
+    let keeper = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(tokens.clone().keep(keeper.clone()));
+    let _stop_keeper = keeper.drop_guard();
     let token = match tokens.get().await {
         Ok(t) => {
             println!("ok        credentials accepted: got a token");

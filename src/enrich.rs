@@ -7,22 +7,27 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::api::auth::TokenProvider;
 use crate::api::client::Client;
 use crate::backoff::Backoff;
 use crate::config::Job;
 use crate::engine::progress::{Progress, Size};
-use crate::engine::{End, Engine, EngineError, LookupError, Lookups, Memo, Stats};
-use crate::input::{Batch, InputError, Reader};
+use crate::engine::{End, Engine, Lookups, Memo, Shared, Stats};
+use crate::input::{InputError, Read, Reader};
+use crate::journal::{Ending, Journal};
 use crate::output::{Done, OutputError, Writer};
 use crate::pace::Pacer;
-use crate::store::{self, Role, Store};
+use crate::store::{Environment, Role, Store, StoreError};
 use crate::summary::Summary;
 use crate::{api, Error, Shutdown, Status};
 
 /// Batches queued between stages: enough to keep each busy, few enough to bound memory.
 const QUEUE: usize = 2;
+/// Input bytes the reorder window may hold while a slow row keeps its batch from the
+/// writer: rows behind it go on being looked up until this much waits.
+const WINDOW_BYTES: usize = 64 << 20;
 
 /// What a finished or interrupted run reports.
 pub struct Report {
@@ -35,15 +40,22 @@ pub struct Report {
 
 pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
     let started = Instant::now();
+    let env = Environment::new(&job.api.base_url, &job.api.app_key);
     let reader = Reader::open(&job.input, job.input_format, &job.keys)?;
     let total_rows = reader.total_rows;
+    // The writer's temporary files are made first, which checks the output directory; then
+    // the journal's lock: a second run on this output stops there, before it touches the
+    // files of the run that holds it. Only then are a killed run's leftovers cleared.
     let writer = Writer::create(&job.output, job.output_format, &job.errors, &reader.schema)?;
-    if job.fresh {
-        store::remove_files(&job.journal);
-    }
-    let journal = Store::open(&job.journal, Role::Journal)?;
-    let cache = match &job.cache {
-        Some(path) => Some(Store::open(path, Role::Cache)?),
+    let journal = {
+        let (path, fresh, env) = (job.journal.clone(), job.fresh, env.clone());
+        blocking(move || Journal::open(&path, fresh, &env)).await?
+    };
+    writer.remove_leftovers();
+    let cache = match job.cache.clone() {
+        Some(path) => Some(Arc::new(
+            blocking(move || Store::open(&path, Role::Cache, &env)).await?,
+        )),
         None => None,
     };
 
@@ -60,60 +72,60 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
         pacer.clone(),
         backoff,
     ));
+    // The keeper fetches the first token when a lookup first needs one: a run answered
+    // entirely by the journal or the cache makes no request at all.
+    let keeper = CancellationToken::new();
+    tokio::spawn(tokens.clone().keep(keeper.clone()));
     let stats = Arc::new(Stats::default());
-    let engine = Arc::new(Engine {
-        lookups: Lookups {
-            client: Client::new(http, &job.api.base_url, job.api.app_key.clone()),
-            tokens: tokens.clone(),
-            pacer: pacer.clone(),
-            backoff,
-            permits: tokio::sync::Semaphore::new(job.concurrency),
-            stats: stats.clone(),
-        },
-        memo: Memo::new(journal, cache),
-        window: (job.concurrency * 16).max(256),
+    let engine = Engine {
+        shared: Shared::new(
+            Lookups {
+                client: Client::new(http, &job.api.base_url, job.api.app_key.clone()),
+                tokens: tokens.clone(),
+                pacer: pacer.clone(),
+                backoff,
+                stats: stats.clone(),
+            },
+            Memo::new(journal.store().clone(), cache.clone()),
+        ),
+        concurrency: job.concurrency,
+        window_bytes: WINDOW_BYTES,
+        read_ahead: 2 * job.concurrency,
         grace: job.api.timeout.min(Duration::from_secs(10)),
-    });
+    };
 
-    // Fail fast: rejected credentials or a wrong base URL stop the run before any row.
-    let result = match tokens.get().await {
-        Ok(_) => pipeline(&job, reader, writer, engine.clone(), shutdown).await,
-        Err(e) => Err(EngineError::from(LookupError::from(e)).into()),
+    let result = pipeline(&job, reader, writer, &engine, &shutdown).await;
+    keeper.cancel();
+    let ending = match result {
+        Ok(Some(())) if stats.failed_total() == 0 => Ending::Done,
+        _ => Ending::RerunHasWork,
     };
-    let closed = engine.memo.close();
-    let summary = |status: Status| {
-        let pace = engine.lookups.pacer.effective_rate();
-        Summary::new(
-            &stats,
-            tokens.requests(),
-            pace,
-            started.elapsed(),
-            status.code(),
-        )
-    };
+    let closed = blocking(move || {
+        if let Some(cache) = cache {
+            cache.close()?;
+        }
+        journal.close(ending)
+    })
+    .await;
     let report = |status: Status| Report {
         status,
-        summary: summary(status),
+        summary: Summary::new(
+            &stats,
+            tokens.requests(),
+            pacer.effective_rate(),
+            started.elapsed(),
+            status.code(),
+        ),
         total_rows,
         journal: job.journal.clone(),
     };
-    match result {
-        Err(e) => Err(e),
-        Ok(None) => {
-            closed?;
-            Ok(report(Status::Interrupted))
-        }
-        Ok(Some(())) => {
-            closed?;
-            if stats.failed_total() == 0 {
-                // Nothing left to redo: the journal has done its job.
-                engine.memo.journal.remove()?;
-                Ok(report(Status::AllOk))
-            } else {
-                Ok(report(Status::SomeFailed))
-            }
-        }
-    }
+    let status = match result? {
+        None => Status::Interrupted,
+        Some(()) if stats.failed_total() == 0 => Status::AllOk,
+        Some(()) => Status::SomeFailed,
+    };
+    closed?;
+    Ok(report(status))
 }
 
 /// Run the stages; `Ok(None)` when a signal stopped the run before the end.
@@ -121,10 +133,10 @@ async fn pipeline(
     job: &Job,
     reader: Reader,
     writer: Writer,
-    engine: Arc<Engine>,
-    shutdown: Shutdown,
+    engine: &Engine,
+    shutdown: &Shutdown,
 ) -> Result<Option<()>, Error> {
-    let stats = engine.lookups.stats.clone();
+    let stats = engine.shared.lookups.stats.clone();
     let bytes_read = Arc::new(AtomicU64::new(0));
     let size = Size {
         rows: reader.total_rows,
@@ -135,7 +147,7 @@ async fn pipeline(
     let (done_tx, done_rx) = mpsc::channel(QUEUE);
     let write_task = tokio::task::spawn_blocking(move || write_all(writer, done_rx));
 
-    let pacer = engine.lookups.pacer.clone();
+    let pacer = engine.shared.lookups.pacer.clone();
     let progress = Progress::start(job.progress, job.progress_interval, stats, pacer, size);
     let end = engine.run(batch_rx, done_tx, shutdown).await;
     progress.finish().await;
@@ -155,20 +167,23 @@ async fn pipeline(
     Ok(Some(()))
 }
 
-fn read_all(
-    mut reader: Reader,
-    tx: mpsc::Sender<Result<Batch, InputError>>,
-    bytes: Arc<AtomicU64>,
-) {
+/// Batches, then `End`. On an error it stops after sending it; a panic ends the thread
+/// without `End`, which the engine takes as the failure it is.
+fn read_all(mut reader: Reader, tx: mpsc::Sender<Result<Read, InputError>>, bytes: Arc<AtomicU64>) {
     while let Some(batch) = reader.next_batch() {
+        #[cfg(debug_assertions)]
+        if let Ok(b) = &batch {
+            test_hooks::reader_batch(b.first_row);
+        }
         let failed = batch.is_err();
         if let Some(b) = reader.bytes_read() {
             bytes.store(b, Relaxed);
         }
-        if tx.blocking_send(batch).is_err() || failed {
+        if tx.blocking_send(batch.map(Read::Batch)).is_err() || failed {
             return;
         }
     }
+    let _ = tx.blocking_send(Ok(Read::End));
 }
 
 fn write_all(mut writer: Writer, mut rx: mpsc::Receiver<Done>) -> Result<Writer, OutputError> {
@@ -176,4 +191,31 @@ fn write_all(mut writer: Writer, mut rx: mpsc::Receiver<Done>) -> Result<Writer,
         writer.write(&done)?;
     }
     Ok(writer)
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}
+
+/// Faults the tests provoke in a debug build, where no real input can: the release binary
+/// has none of this.
+#[cfg(debug_assertions)]
+mod test_hooks {
+    /// `CALLINFO_TEST_READER_PANIC_AFTER_ROW=N`: the reader thread panics on the first batch
+    /// that starts after data row N, as a bug in a reader would.
+    pub fn reader_batch(first_row: u64) {
+        let Some(after) = std::env::var("CALLINFO_TEST_READER_PANIC_AFTER_ROW")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+        else {
+            return;
+        };
+        if first_row > after {
+            panic!("test hook: the reader dies at row {first_row}");
+        }
+    }
 }

@@ -25,6 +25,7 @@ pub mod demo;
 pub mod engine;
 pub mod enrich;
 pub mod input;
+pub mod journal;
 pub mod key;
 pub mod outcome;
 pub mod output;
@@ -182,6 +183,7 @@ fn write_summary(path: &std::path::Path, summary: &summary::Summary) -> Result<(
         source,
     };
     let mut file = output::AtomicFile::create(path).map_err(io)?;
+    output::remove_leftovers(path, &[file.temp_path().to_owned()]);
     serde_json::to_writer_pretty(&mut file, summary).map_err(|e| io(e.into()))?;
     use std::io::Write;
     file.write_all(b"\n").map_err(io)?;

@@ -58,14 +58,19 @@ struct Ceiling {
 }
 
 impl Ceiling {
-    /// `cap = floor(rate)` sends per `SPACING_MARGIN * cap / rate` seconds: at most `rate`
-    /// in any second for whole rates, never more than one per `1 / rate` below one per
-    /// second, and the same jitter margin as the schedule.
+    /// At or above one per second: `floor(rate)` sends per `SPACING_MARGIN` seconds, so no
+    /// sliding second ever holds more than `rate` (a fractional rate such as 2.5 is held
+    /// to 2 in any second: a server counting whole requests per second allows no more).
+    /// Below one per second: one send per `SPACING_MARGIN / rate` seconds.
     fn new(rate: f64) -> Ceiling {
-        let cap = rate.floor().max(1.0);
+        let (cap, span) = if rate >= 1.0 {
+            (rate.floor(), SPACING_MARGIN)
+        } else {
+            (1.0, SPACING_MARGIN / rate)
+        };
         Ceiling {
             cap: cap as usize,
-            span: Duration::from_secs_f64(SPACING_MARGIN * cap / rate),
+            span: Duration::from_secs_f64(span),
             sent: VecDeque::with_capacity(cap as usize),
         }
     }
@@ -244,6 +249,11 @@ mod tests {
             assert!(in_window <= 50, "{in_window} sends in the second from {i}");
         }
         assert!(sent.len() >= 147, "the quota is used: {}", sent.len());
+
+        let mut frac = Ceiling::new(2.5);
+        assert!(frac.admit(start).is_ok() && frac.admit(start).is_ok());
+        let next = start + Duration::from_secs_f64(SPACING_MARGIN);
+        assert_eq!(frac.admit(start + Duration::from_millis(810)), Err(next));
 
         let mut slow = Ceiling::new(0.5);
         assert!(slow.admit(start).is_ok());

@@ -1,19 +1,24 @@
-//! Outcomes kept on disk, keyed by call key: the run's journal (every finished lookup, so
-//! a rerun redoes nothing) and the optional cache shared across runs (`--cache`). Both are
+//! Outcomes kept on disk, keyed by call key: the run's journal (every outcome the run used,
+//! so a rerun redoes nothing) and the optional cache shared across runs (`--cache`). Both are
 //! SQLite databases with one table, which an operator can open with the sqlite3 shell.
 //!
-//! Writes go through one thread that commits whatever has arrived (group commit): each
-//! commit reaches the OS at once, so a killed process loses at most the lookups that were
-//! still queued, and a checkpoint every second makes them durable against power loss.
+//! One owner per file: writes go through one thread behind a bounded channel, which commits
+//! whatever has arrived (group commit: what arrives during one commit goes in the next, so
+//! a kill loses only the records being committed) and ends on an explicit `Close`; a second thread makes
+//! commits durable (a WAL checkpoint every second) so that a commit never waits for an fsync.
+//! Reads are blocking SQLite calls: callers run them off the async thread. A write that fails
+//! is not retried: the store says so through [`Store::failed`], and the engine stops the run.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::key::CallKey;
 use crate::outcome::{Failure, Fields, LookupKind, Outcome};
@@ -23,15 +28,17 @@ const APPLICATION_ID: i32 = 0x4341_4c4c;
 /// `PRAGMA user_version`: bumped whenever the table's meaning changes. A file of another
 /// version is refused, never misread.
 pub const FORMAT_VERSION: i32 = 1;
-/// How often the writer makes committed outcomes durable (fsync via a WAL checkpoint).
+/// How often committed outcomes are made durable (fsync via a WAL checkpoint).
 const DURABLE_EVERY: Duration = Duration::from_secs(1);
 /// Records committed in one transaction at most.
 const MAX_GROUP: usize = 8192;
-/// After the first record of a group, wait this long for more: one commit and one wake-up
-/// per group rather than per record. A kill loses at most this much of recent lookups.
-const GROUP_WAIT: Duration = Duration::from_millis(2);
+/// Records queued for the writer at most: a stalled disk slows the lookups down instead of
+/// filling memory.
+const QUEUE: usize = 4 * MAX_GROUP;
+/// How long a write waits for another process holding a shared cache.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("{path}: {message}")]
     Sqlite { path: String, message: String },
@@ -41,10 +48,55 @@ pub enum StoreError {
         role: &'static str,
         found: i32,
     },
+    #[error("{path}: this {role} holds answers from {recorded}, not from {now}; they are not reused for another environment: {remedy}")]
+    OtherEnvironment {
+        path: String,
+        role: &'static str,
+        recorded: String,
+        now: String,
+        remedy: &'static str,
+    },
+    #[error("{path}: cannot record lookups, so the run stopped (the lookups already recorded are kept): {message}")]
+    WriteFailed { path: String, message: String },
+    #[error("{path}: another callinfo run (PID {pid}) is working on this output; wait for it to end, or stop it")]
+    Locked { path: String, pid: String },
+}
+
+/// Which API the answers came from: the base URL and a hash of the app key (the key itself
+/// is not stored). Answers from one tenant's environment are never reused for another.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Environment {
+    pub base_url: String,
+    pub app_key_sha256: String,
+}
+
+impl Environment {
+    pub fn new(base_url: &str, app_key: &str) -> Environment {
+        let digest = ring::digest::digest(&ring::digest::SHA256, app_key.as_bytes());
+        let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        Environment {
+            base_url: base_url.to_owned(),
+            app_key_sha256: hex,
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} with app key sha256:{}",
+            self.base_url,
+            &self.app_key_sha256[..12]
+        )
+    }
 }
 
 /// One finished lookup on its way to the writer thread.
 type Record = (CallKey, Arc<Outcome>);
+
+enum Msg {
+    Put(Record),
+    /// Commit what came before, fold the WAL in, and end.
+    Close,
+}
 
 /// What the store is for, which decides what it keeps and what it gives back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,15 +122,31 @@ impl Role {
             (Role::Cache, Outcome::Failed(f)) => f.kind == LookupKind::NotFound,
         }
     }
+
+    fn remedy(self) -> &'static str {
+        match self {
+            Role::Journal => "pass --fresh to start this output over",
+            Role::Cache => "use another --cache path for this environment",
+        }
+    }
 }
 
 /// Where a known outcome came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Found {
-    /// Looked up earlier in this run.
+    /// Recorded by this run.
     ThisRun,
-    /// Looked up by an earlier run (journal) or job (cache).
+    /// Recorded by an earlier run (journal) or job (cache).
     Earlier,
+}
+
+type Pending = Arc<Mutex<HashMap<CallKey, Arc<Outcome>>>>;
+
+/// The first write error, for the engine to report; `token` fires with it.
+#[derive(Default)]
+struct Broken {
+    token: CancellationToken,
+    error: Mutex<Option<StoreError>>,
 }
 
 pub struct Store {
@@ -87,21 +155,20 @@ pub struct Store {
     /// This run's number in the file: outcomes of this run are reused whatever their kind.
     run: i64,
     reader: Mutex<Connection>,
-    /// Put but not yet committed: visible to `get` until the writer's commit is.
-    pending: Arc<Mutex<HashMap<CallKey, Arc<Outcome>>>>,
-    /// Taken by `close`, which ends the writer thread.
-    tx: Mutex<Option<mpsc::Sender<Record>>>,
-    writer: Mutex<Option<JoinHandle<Result<(), StoreError>>>>,
+    /// Put but not yet committed: visible to reads until the writer's commit is.
+    pending: Pending,
+    tx: mpsc::Sender<Msg>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    checkpointer: Mutex<Option<(Arc<AtomicBool>, JoinHandle<()>)>>,
+    failure: Arc<Broken>,
 }
 
 impl Store {
-    pub fn open(path: &Path, role: Role) -> Result<Store, StoreError> {
+    pub fn open(path: &Path, role: Role, env: &Environment) -> Result<Store, StoreError> {
         let name = path.display().to_string();
-        let err = |e: rusqlite::Error| StoreError::Sqlite {
-            path: name.clone(),
-            message: e.to_string(),
-        };
-        let conn = Connection::open(path).map_err(err)?;
+        let err = sqlite_error(&name);
+        let conn = Connection::open(path).map_err(&err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(&err)?;
         let app: i32 = conn
             .pragma_query_value(None, "application_id", |r| r.get(0))
             .map_err(|e| match e {
@@ -118,19 +185,19 @@ impl Store {
             })?;
         let version: i32 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(err)?;
+            .map_err(&err)?;
         let fresh = app == 0 && version == 0;
         if !fresh && (app != APPLICATION_ID || version != FORMAT_VERSION) {
             return Err(StoreError::Incompatible {
-                path: name,
+                path: name.clone(),
                 role: role.name(),
                 found: if app == APPLICATION_ID { version } else { -1 },
             });
         }
         conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
+            .map_err(&err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(err)?;
+            .map_err(&err)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS outcomes (
                 call_id TEXT NOT NULL, user_id TEXT NOT NULL,
@@ -143,36 +210,72 @@ impl Store {
                 PRIMARY KEY (call_id, user_id, tenant_id, agent_id)
              ) WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS environment (key TEXT PRIMARY KEY, value TEXT NOT NULL);
              INSERT OR IGNORE INTO meta VALUES ('runs', 0);
              UPDATE meta SET value = value + 1 WHERE key = 'runs';",
         )
-        .map_err(err)?;
+        .map_err(&err)?;
+        check_environment(&conn, env, role, &name)?;
         conn.pragma_update(None, "application_id", APPLICATION_ID)
-            .map_err(err)?;
+            .map_err(&err)?;
         conn.pragma_update(None, "user_version", FORMAT_VERSION)
-            .map_err(err)?;
+            .map_err(&err)?;
         let run: i64 = conn
             .query_row("SELECT value FROM meta WHERE key = 'runs'", [], |r| {
                 r.get(0)
             })
-            .map_err(err)?;
+            .map_err(&err)?;
 
-        let writer_conn = Connection::open(path).map_err(err)?;
+        let mut writer_conn = Connection::open(path).map_err(&err)?;
+        writer_conn.busy_timeout(BUSY_TIMEOUT).map_err(&err)?;
         writer_conn
             .pragma_update(None, "synchronous", "NORMAL")
-            .map_err(err)?;
-        let pending: Arc<Mutex<HashMap<CallKey, Arc<Outcome>>>> = Arc::default();
-        let (tx, rx) = mpsc::channel();
-        let writer = {
-            let pending = pending.clone();
-            let thread_name = name.clone();
+            .map_err(&err)?;
+        // Checkpoints are the checkpointer's job, so a commit never waits for an fsync.
+        writer_conn
+            .pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(&err)?;
+        let checkpoint_conn = Connection::open(path).map_err(&err)?;
+        checkpoint_conn.busy_timeout(BUSY_TIMEOUT).map_err(&err)?;
+
+        let pending: Pending = Arc::default();
+        let failure = Arc::new(Broken::default());
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let spawn = |what: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
-                .name(format!("callinfo-{}", role.name()))
-                .spawn(move || write_loop(writer_conn, rx, pending, run, &thread_name))
+                .name(format!("callinfo-{}-{what}", role.name()))
+                .spawn(f)
                 .map_err(|e| StoreError::Sqlite {
                     path: name.clone(),
                     message: e.to_string(),
-                })?
+                })
+        };
+        let writer = {
+            let (pending, failure, name) = (pending.clone(), failure.clone(), name.clone());
+            spawn(
+                "writer",
+                Box::new(move || {
+                    if let Err(e) = write_loop(&mut writer_conn, rx, &pending, run) {
+                        fail(&failure, &name, &writer_conn, e);
+                    }
+                }),
+            )?
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let checkpointer = {
+            let (stop, failure, name) = (stop.clone(), failure.clone(), name.clone());
+            spawn(
+                "checkpoint",
+                Box::new(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::park_timeout(DURABLE_EVERY);
+                        if let Err(e) = checkpoint(&checkpoint_conn, "PASSIVE") {
+                            fail(&failure, &name, &checkpoint_conn, e);
+                            return;
+                        }
+                    }
+                }),
+            )?
         };
         Ok(Store {
             path: path.to_owned(),
@@ -180,8 +283,10 @@ impl Store {
             run,
             reader: Mutex::new(conn),
             pending,
-            tx: Mutex::new(Some(tx)),
+            tx,
             writer: Mutex::new(Some(writer)),
+            checkpointer: Mutex::new(Some((stop, checkpointer))),
+            failure,
         })
     }
 
@@ -189,21 +294,43 @@ impl Store {
         &self.path
     }
 
-    /// Outcomes this store has for `key` and would have us reuse.
-    pub fn get(&self, key: &CallKey) -> Result<Option<(Arc<Outcome>, Found)>, StoreError> {
-        if let Some(o) = self.pending.lock().unwrap().get(key) {
-            return Ok(Some((o.clone(), Found::ThisRun)));
-        }
+    /// Fires when a write failed; [`Store::error`] then says why.
+    pub fn failed(&self) -> &CancellationToken {
+        &self.failure.token
+    }
+
+    pub fn error(&self) -> Option<StoreError> {
+        self.failure.error.lock().unwrap().clone()
+    }
+
+    /// An outcome put by this run and not yet committed. In memory: cheap on any thread.
+    pub fn pending(&self, key: &CallKey) -> Option<Arc<Outcome>> {
+        self.pending.lock().unwrap().get(key).cloned()
+    }
+
+    /// The outcomes this store has for `keys` and would have us reuse. Blocking (SQLite
+    /// reads): run it off the async thread.
+    pub fn get_many<'k>(
+        &self,
+        keys: impl IntoIterator<Item = &'k CallKey>,
+    ) -> Result<Vec<Option<(Arc<Outcome>, Found)>>, StoreError> {
         let conn = self.reader.lock().unwrap();
-        let row = conn
+        let mut stmt = conn
             .prepare_cached(
                 "SELECT status, caller, called, media_ability, call_data, call_skill_id,
                         call_skill, call_type, http_status, attempts, message, run
                  FROM outcomes
                  WHERE call_id = ?1 AND user_id = ?2 AND tenant_id = ?3 AND agent_id = ?4",
             )
-            .and_then(|mut stmt| {
-                stmt.query_row(
+            .map_err(sqlite_error(&self.path.display().to_string()))?;
+        let mut found = Vec::new();
+        for key in keys {
+            if let Some(o) = self.pending(key) {
+                found.push(Some((o, Found::ThisRun)));
+                continue;
+            }
+            let row = stmt
+                .query_row(
                     params![
                         &*key.call_id,
                         &*key.user_id,
@@ -213,14 +340,13 @@ impl Store {
                     read_outcome,
                 )
                 .optional()
-            })
-            .map_err(|e| StoreError::Sqlite {
-                path: self.path.display().to_string(),
-                message: e.to_string(),
-            })?;
-        let Some((outcome, run)) = row else {
-            return Ok(None);
-        };
+                .map_err(sqlite_error(&self.path.display().to_string()))?;
+            found.push(row.and_then(|(outcome, run)| self.reusable(outcome, run)));
+        }
+        Ok(found)
+    }
+
+    fn reusable(&self, outcome: Outcome, run: i64) -> Option<(Arc<Outcome>, Found)> {
         let found = if run == self.run {
             Found::ThisRun
         } else {
@@ -229,13 +355,13 @@ impl Store {
         // A transient failure of an earlier run is what a rerun is for: try it again.
         let stale = matches!(&outcome, Outcome::Failed(f) if f.kind.retry_on_rerun());
         if found == Found::Earlier && stale {
-            return Ok(None);
+            return None;
         }
-        Ok(Some((Arc::new(outcome), found)))
+        Some((Arc::new(outcome), found))
     }
 
-    /// Record a finished lookup. Returns at once; the writer thread commits it.
-    pub fn put(&self, key: &CallKey, outcome: &Arc<Outcome>) {
+    /// Record an outcome for this run. Waits only when the writer is far behind.
+    pub async fn put(&self, key: &CallKey, outcome: &Arc<Outcome>) {
         if !self.role.keeps(outcome) {
             return;
         }
@@ -243,22 +369,23 @@ impl Store {
             .lock()
             .unwrap()
             .insert(key.clone(), outcome.clone());
-        if let Some(tx) = &*self.tx.lock().unwrap() {
-            // A send fails only if the writer died; `close` reports its error.
-            let _ = tx.send((key.clone(), outcome.clone()));
-        }
+        // A send fails only once the writer has ended; `failed` has fired if it failed.
+        let _ = self.tx.send(Msg::Put((key.clone(), outcome.clone()))).await;
     }
 
-    /// Commit everything put so far and make it durable. Later puts are dropped.
+    /// Commit everything put so far, make it durable, and end both threads. Blocking.
     pub fn close(&self) -> Result<(), StoreError> {
-        self.tx.lock().unwrap().take();
-        let writer = self.writer.lock().unwrap().take();
-        match writer.map(JoinHandle::join) {
-            Some(Ok(result)) => result,
-            Some(Err(_)) => Err(StoreError::Sqlite {
-                path: self.path.display().to_string(),
-                message: "the writer thread panicked".into(),
-            }),
+        let _ = self.tx.blocking_send(Msg::Close);
+        if let Some(writer) = self.writer.lock().unwrap().take() {
+            let _ = writer.join();
+        }
+        if let Some((stop, thread)) = self.checkpointer.lock().unwrap().take() {
+            stop.store(true, Ordering::Relaxed);
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
+        match self.error() {
+            Some(e) => Err(e),
             None => Ok(()),
         }
     }
@@ -269,27 +396,22 @@ impl Store {
         conn.query_row("SELECT NOT EXISTS (SELECT 1 FROM outcomes)", [], |r| {
             r.get(0)
         })
-        .map_err(|e| StoreError::Sqlite {
-            path: self.path.display().to_string(),
-            message: e.to_string(),
-        })
-    }
-
-    /// Close, then delete the file and SQLite's companions (`-wal`, `-shm`).
-    pub fn remove(&self) -> Result<(), StoreError> {
-        self.close()?;
-        remove_files(&self.path);
-        Ok(())
+        .map_err(sqlite_error(&self.path.display().to_string()))
     }
 }
 
 impl Drop for Store {
     fn drop(&mut self) {
-        let _ = self.close();
+        // Closed explicitly on every path that keeps the file; this only ends the threads.
+        let _ = self.tx.try_send(Msg::Close);
+        if let Some((stop, thread)) = self.checkpointer.lock().unwrap().take() {
+            stop.store(true, Ordering::Relaxed);
+            thread.thread().unpark();
+        }
     }
 }
 
-/// Delete a store's files, if they exist (`--fresh`, and after a run that exits 0).
+/// Delete a store's files, if they exist (`--fresh`, and a journal with nothing left to do).
 pub fn remove_files(path: &Path) {
     for suffix in ["", "-wal", "-shm"] {
         let mut p = path.as_os_str().to_owned();
@@ -298,73 +420,135 @@ pub fn remove_files(path: &Path) {
     }
 }
 
-fn write_loop(
-    mut conn: Connection,
-    rx: mpsc::Receiver<Record>,
-    pending: Arc<Mutex<HashMap<CallKey, Arc<Outcome>>>>,
-    run: i64,
-    name: &str,
-) -> Result<(), StoreError> {
-    let err = |e: rusqlite::Error| StoreError::Sqlite {
-        path: name.to_owned(),
+fn sqlite_error(path: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |e| StoreError::Sqlite {
+        path: path.to_owned(),
         message: e.to_string(),
+    }
+}
+
+/// Record the first write error, with the OS's reason where SQLite has one ("disk I/O
+/// error" alone does not say that the disk is full).
+fn fail(failure: &Broken, path: &str, conn: &Connection, e: rusqlite::Error) {
+    // SAFETY: `handle` is the live connection of `conn`; sqlite3_system_errno only reads it.
+    let errno = unsafe { rusqlite::ffi::sqlite3_system_errno(conn.handle()) };
+    let message = match errno {
+        0 => e.to_string(),
+        n => format!("{e} ({})", std::io::Error::from_raw_os_error(n)),
     };
-    let mut last_durable = Instant::now();
+    let mut slot = failure.error.lock().unwrap();
+    if slot.is_none() {
+        *slot = Some(StoreError::WriteFailed {
+            path: path.to_owned(),
+            message,
+        });
+    }
+    failure.token.cancel();
+}
+
+/// Record the environment in a new file; refuse a file recorded for another.
+fn check_environment(
+    conn: &Connection,
+    env: &Environment,
+    role: Role,
+    path: &str,
+) -> Result<(), StoreError> {
+    let err = sqlite_error(path);
+    let get = |key: &str| -> Result<Option<String>, StoreError> {
+        conn.query_row("SELECT value FROM environment WHERE key = ?1", [key], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(&err)
+    };
+    let recorded = match (get("base_url")?, get("app_key_sha256")?) {
+        (Some(base_url), Some(app_key_sha256)) => Environment {
+            base_url,
+            app_key_sha256,
+        },
+        _ => {
+            conn.execute(
+                "INSERT OR REPLACE INTO environment VALUES ('base_url', ?1), ('app_key_sha256', ?2)",
+                [&env.base_url, &env.app_key_sha256],
+            )
+            .map_err(&err)?;
+            return Ok(());
+        }
+    };
+    if recorded != *env {
+        return Err(StoreError::OtherEnvironment {
+            path: path.to_owned(),
+            role: role.name(),
+            recorded: recorded.describe(),
+            now: env.describe(),
+            remedy: role.remedy(),
+        });
+    }
+    Ok(())
+}
+
+fn write_loop(
+    conn: &mut Connection,
+    mut rx: mpsc::Receiver<Msg>,
+    pending: &Pending,
+    run: i64,
+) -> rusqlite::Result<()> {
     let mut batch = Vec::new();
-    loop {
-        let first = match rx.recv_timeout(DURABLE_EVERY) {
-            Ok(item) => Some(item),
-            Err(mpsc::RecvTimeoutError::Timeout) => None,
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        };
-        if let Some(first) = first {
-            batch.push(first);
-            std::thread::sleep(GROUP_WAIT);
-            batch.extend(rx.try_iter().take(MAX_GROUP - 1));
+    let mut closing = false;
+    while !closing {
+        match rx.blocking_recv() {
+            Some(Msg::Put(record)) => batch.push(record),
+            Some(Msg::Close) | None => closing = true,
         }
-        if !batch.is_empty() {
-            let tx = conn.transaction().map_err(err)?;
-            {
-                let mut insert = tx
-                    .prepare_cached(
-                        "INSERT OR REPLACE INTO outcomes VALUES
-                         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-                    )
-                    .map_err(err)?;
-                for (key, outcome) in &batch {
-                    write_outcome(&mut insert, key, outcome, run).map_err(err)?;
+        if !closing {
+            while batch.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(Msg::Put(record)) => batch.push(record),
+                    Ok(Msg::Close) => {
+                        closing = true;
+                        break;
+                    }
+                    Err(_) => break,
                 }
             }
-            tx.commit().map_err(err)?;
-            let mut pending = pending.lock().unwrap();
-            for (key, outcome) in batch.drain(..) {
-                if pending.get(&key).is_some_and(|o| Arc::ptr_eq(o, &outcome)) {
-                    pending.remove(&key);
-                }
-            }
-            // A stall (a long checkpoint) swells both; give the memory back once it passes,
-            // so a long run does not keep the high-water mark of its worst moment.
-            let len = pending.len();
-            if pending.capacity() > 4 * len + MAX_GROUP {
-                pending.shrink_to(2 * len);
-            }
-            if batch.capacity() > MAX_GROUP {
-                batch.shrink_to(MAX_GROUP);
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let tx = conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR REPLACE INTO outcomes VALUES
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+            )?;
+            for (key, outcome) in &batch {
+                write_outcome(&mut insert, key, outcome, run)?;
             }
         }
-        if last_durable.elapsed() >= DURABLE_EVERY {
-            checkpoint(&conn).map_err(err)?;
-            last_durable = Instant::now();
+        tx.commit()?;
+        let mut pending = pending.lock().unwrap();
+        for (key, outcome) in batch.drain(..) {
+            if pending.get(&key).is_some_and(|o| Arc::ptr_eq(o, &outcome)) {
+                pending.remove(&key);
+            }
+        }
+        // A stall swells both; give the memory back once it passes, so a long run does not
+        // keep the high-water mark of its worst moment.
+        let len = pending.len();
+        if pending.capacity() > 4 * len + MAX_GROUP {
+            pending.shrink_to(2 * len);
+        }
+        if batch.capacity() > MAX_GROUP {
+            batch.shrink_to(MAX_GROUP);
         }
     }
     // Closing: fold the WAL into the database and truncate it, leaving one compact file.
-    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-        .map_err(err)
+    checkpoint(conn, "TRUNCATE")
 }
 
 /// Copy the WAL into the database, fsyncing both: what was committed is now durable.
-fn checkpoint(conn: &Connection) -> rusqlite::Result<()> {
-    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<()> {
+    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(()))
 }
 
 fn write_outcome(

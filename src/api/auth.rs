@@ -1,17 +1,32 @@
-//! The bearer token: fetched with `tokenByAkSk`, refreshed ahead of expiry and once on a
-//! 401, one fetch at a time however many lookups are waiting for it.
+//! The bearer token: one keeper task fetches it with `tokenByAkSk` when it is first needed,
+//! refreshes it ahead of expiry and after a 401, and publishes it; lookups only read it.
+//!
+//! A refresh never holds lookups back while the current token is still good: they keep
+//! using it, and a refresh that fails is retried until the token really expires. Only then
+//! do lookups wait, and they wait *before* taking a pacer slot, so a slow token endpoint
+//! cannot make the requests that waited for it go out in one burst.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Mutex;
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::api::model::{TokenRequest, TokenResponse, TOKEN_EXPIRE_HEADER, TOKEN_PATH};
 use crate::backoff::Backoff;
 use crate::pace::Pacer;
 use crate::secret::Secret;
+
+/// A token is used for lookups until this share of its life has passed: a request sent
+/// just before the end must still arrive in time.
+const USABLE_SHARE: f64 = 0.95;
+/// Refreshed at this share of its life (earlier when the token endpoint is slow).
+const REFRESH_SHARE: f64 = 0.8;
+/// An `Expires` beyond this is taken as this: no platform grants a day, and a wild value
+/// must not overflow a clock.
+const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AuthError {
@@ -23,17 +38,52 @@ pub enum AuthError {
     Unavailable { url: String, cause: String },
 }
 
-/// A token and the fetch that produced it, so a 401 can tell whether someone already
-/// replaced the token it was refused.
+/// A token as handed to lookups: cheap to clone, its value never printed.
 #[derive(Clone)]
-pub struct Token {
-    pub value: Secret,
+pub struct Token(Arc<Issued>);
+
+struct Issued {
+    value: Secret,
+    /// Which fetch produced it, so a 401 can tell whether the token was replaced since.
     generation: u64,
+    usable_until: Instant,
+    refresh_at: Instant,
+    /// Fetched because its predecessor was refused: if it is refused too, before any
+    /// lookup was accepted with it, a refresh will not cure the 401s.
+    after_401: bool,
+    /// A lookup got an answer other than 401 with it.
+    proven: AtomicBool,
 }
 
-struct Current {
-    token: Token,
-    refresh_at: Instant,
+impl Token {
+    pub fn expose(&self) -> &str {
+        self.0.value.expose()
+    }
+
+    /// Whether a request sent now still reaches the server in the token's lifetime.
+    pub fn usable(&self) -> bool {
+        Instant::now() < self.0.usable_until
+    }
+
+    /// The server accepted the token (any answer but 401).
+    pub fn worked(&self) {
+        if !self.0.proven.load(Ordering::Relaxed) {
+            self.0.proven.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+#[derive(Clone)]
+enum State {
+    /// No token asked for yet.
+    Idle,
+    /// The keeper is fetching one and there is no usable token meanwhile.
+    Fetching {
+        after_401: bool,
+    },
+    Ready(Token),
+    /// No token can be had: every lookup fails with this.
+    Failed(AuthError),
 }
 
 pub struct TokenProvider {
@@ -45,8 +95,9 @@ pub struct TokenProvider {
     lifetime: Duration,
     pacer: Arc<Pacer>,
     backoff: Backoff,
-    /// A tokio mutex held across the fetch: that is what makes refreshes single-flight.
-    current: Mutex<Option<Current>>,
+    state: watch::Sender<State>,
+    /// A lookup needs a fetch now: the first token, or a 401.
+    wanted: Notify,
     requests: AtomicU64,
 }
 
@@ -68,7 +119,8 @@ impl TokenProvider {
             lifetime,
             pacer,
             backoff,
-            current: Mutex::new(None),
+            state: watch::Sender::new(State::Idle),
+            wanted: Notify::new(),
             requests: AtomicU64::new(0),
         }
     }
@@ -78,61 +130,153 @@ impl TokenProvider {
         self.requests.load(Ordering::Relaxed)
     }
 
-    /// A token that is not near its expiry, fetching one if needed.
+    /// A usable token, waiting for the keeper if there is none. Run [`Self::keep`] beside.
     pub async fn get(&self) -> Result<Token, AuthError> {
-        let mut current = self.current.lock().await;
-        if let Some(c) = current.as_ref() {
-            if Instant::now() < c.refresh_at {
-                return Ok(c.token.clone());
+        if let State::Ready(t) = &*self.state.borrow() {
+            if t.usable() {
+                return Ok(t.clone());
             }
         }
-        self.fetch_into(&mut current).await
-    }
-
-    /// A lookup was refused with `stale`: fetch a new token, unless another lookup has
-    /// already done so since `stale` was handed out.
-    pub async fn refresh_after_401(&self, stale: &Token) -> Result<Token, AuthError> {
-        let mut current = self.current.lock().await;
-        if let Some(c) = current.as_ref() {
-            if c.token.generation != stale.generation {
-                return Ok(c.token.clone());
+        let mut rx = self.state.subscribe();
+        loop {
+            let idle = match &*rx.borrow_and_update() {
+                State::Ready(t) if t.usable() => return Ok(t.clone()),
+                State::Failed(e) => return Err(e.clone()),
+                State::Idle => true,
+                _ => false,
+            };
+            if idle {
+                self.state.send_if_modified(|s| {
+                    let idle = matches!(s, State::Idle);
+                    if idle {
+                        *s = State::Fetching { after_401: false };
+                    }
+                    idle
+                });
+                self.wanted.notify_one();
+            }
+            if rx.changed().await.is_err() {
+                unreachable!("the provider owns the sender");
             }
         }
-        self.fetch_into(&mut current).await
     }
 
-    async fn fetch_into(&self, current: &mut Option<Current>) -> Result<Token, AuthError> {
-        let generation = current.as_ref().map_or(1, |c| c.token.generation + 1);
-        let mut retry = 0;
+    /// A lookup was refused with `stale`. Returns whether retrying it is worth it: a newer
+    /// token exists or is being fetched. A token fetched because of a 401 and refused again
+    /// before it ever worked is not refreshed once more: the account, not the token, is
+    /// the problem, and a fetch per row would only spend the quota.
+    pub fn rejected(&self, stale: &Token) -> bool {
+        let mut retry = false;
+        self.state.send_if_modified(|s| match s {
+            State::Ready(cur) if cur.0.generation == stale.0.generation => {
+                if cur.0.after_401 && !cur.0.proven.load(Ordering::Relaxed) {
+                    return false;
+                }
+                retry = true;
+                *s = State::Fetching { after_401: true };
+                true
+            }
+            State::Ready(_) | State::Fetching { .. } => {
+                retry = true;
+                false
+            }
+            State::Idle | State::Failed(_) => false,
+        });
+        if retry {
+            self.wanted.notify_one();
+        }
+        retry
+    }
+
+    /// The keeper: fetches when a token is wanted or due for refresh, until `stop`.
+    pub async fn keep(self: Arc<Self>, stop: CancellationToken) {
+        let mut generation = 0;
+        loop {
+            let refresh_at = match &*self.state.borrow() {
+                State::Ready(t) => Some(t.0.refresh_at),
+                _ => None,
+            };
+            tokio::select! {
+                _ = self.wanted.notified() => {}
+                _ = sleep_until(refresh_at) => {}
+                _ = stop.cancelled() => return,
+            }
+            let after_401 = match &*self.state.borrow() {
+                State::Idle | State::Failed(_) => continue,
+                State::Fetching { after_401 } => *after_401,
+                State::Ready(t) if Instant::now() >= t.0.refresh_at => false,
+                State::Ready(_) => continue,
+            };
+            generation += 1;
+            tokio::select! {
+                result = self.fetch(generation, after_401) => match result {
+                    Ok(token) => {
+                        self.state.send_replace(State::Ready(token));
+                    }
+                    Err(e) => {
+                        self.state.send_replace(State::Failed(e));
+                        return;
+                    }
+                },
+                _ = stop.cancelled() => return,
+            }
+        }
+    }
+
+    /// One fetch with its retries. While the current token is still usable, failures are
+    /// retried without limit (lookups go on meanwhile); once it is not, `--max-retries`.
+    async fn fetch(&self, generation: u64, after_401: bool) -> Result<Token, AuthError> {
+        let mut failures = 0;
+        let mut warned = false;
         loop {
             self.pacer.ready().await;
             self.requests.fetch_add(1, Ordering::Relaxed);
             let started = Instant::now();
-            let (cause, retry_after) = match self.fetch_once().await {
+            let error = match self.fetch_once().await {
                 Ok((value, lifetime)) => {
-                    // Refresh at 80% of the lifetime: lookups in flight never carry a
-                    // token that dies under them.
-                    let refresh_at = started + lifetime.mul_f64(0.8);
-                    tracing::debug!(lifetime_s = lifetime.as_secs(), "new token");
-                    let token = Token { value, generation };
-                    *current = Some(Current {
-                        token: token.clone(),
-                        refresh_at,
-                    });
-                    return Ok(token);
+                    let took = started.elapsed();
+                    let usable_until = started + lifetime.mul_f64(USABLE_SHARE);
+                    // A slow token endpoint: start the next refresh early enough that it
+                    // is done before this token stops being usable.
+                    let refresh_in = lifetime
+                        .mul_f64(REFRESH_SHARE)
+                        .min(lifetime.mul_f64(USABLE_SHARE).saturating_sub(took * 2))
+                        .max(lifetime / 2);
+                    tracing::debug!(lifetime_s = lifetime.as_secs(), ?took, "new token");
+                    return Ok(Token(Arc::new(Issued {
+                        value,
+                        generation,
+                        usable_until,
+                        refresh_at: started + refresh_in,
+                        after_401,
+                        proven: AtomicBool::new(false),
+                    })));
                 }
-                Err(FetchError::Fatal(e)) => return Err(e),
-                Err(FetchError::Transient { cause, retry_after }) => (cause, retry_after),
+                Err(e) => e,
             };
-            if retry >= self.backoff.max_retries {
+            let usable = matches!(&*self.state.borrow(), State::Ready(t) if t.usable());
+            let (cause, retry_after) = match error {
+                FetchError::Fatal(e) if !usable => return Err(e),
+                FetchError::Fatal(e) => (e.to_string(), None),
+                FetchError::Transient { cause, retry_after } => (cause, retry_after),
+            };
+            failures += 1;
+            if !usable && failures > self.backoff.max_retries {
                 return Err(AuthError::Unavailable {
                     url: self.url.clone(),
                     cause,
                 });
             }
-            retry += 1;
-            let delay = self.backoff.delay(retry, retry_after);
-            tracing::debug!(retry, ?delay, %cause, "token request failed, retrying");
+            if usable && !warned {
+                warned = true;
+                tracing::warn!(
+                    "token refresh failed ({cause}); lookups go on with the current token until it expires, and the refresh is retried"
+                );
+            }
+            let delay = self
+                .backoff
+                .delay(failures.min(self.backoff.max_retries.max(1)), retry_after);
+            tracing::debug!(failures, ?delay, %cause, "token request failed, retrying");
             tokio::time::sleep(delay).await;
         }
     }
@@ -182,10 +326,22 @@ impl TokenProvider {
         if answer.access_token.is_empty() {
             return Err(FetchError::transient("empty AccessToken".into(), None));
         }
-        Ok((
-            Secret::new(answer.access_token),
-            Duration::from_secs(lifetime.max(1)),
-        ))
+        let lifetime = Duration::from_secs(lifetime.max(1));
+        if lifetime > MAX_LIFETIME {
+            tracing::info!(
+                "the token endpoint says the token lives {} s; treating it as {} s",
+                lifetime.as_secs(),
+                MAX_LIFETIME.as_secs()
+            );
+        }
+        Ok((Secret::new(answer.access_token), lifetime.min(MAX_LIFETIME)))
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

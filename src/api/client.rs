@@ -68,7 +68,7 @@ impl Client {
         let sent = self
             .http
             .post(self.url.clone())
-            .bearer_auth(token.value.expose())
+            .bearer_auth(token.expose())
             .header(APP_KEY_HEADER, &self.app_key)
             .json(&body)
             .send()
@@ -284,17 +284,36 @@ fn snippet(body: &[u8]) -> String {
     one_line.trim().to_owned()
 }
 
-/// `Retry-After` in either form the HTTP spec allows: delta-seconds or an HTTP date.
+/// The longest pause a `Retry-After` can impose: a wild value (a misconfigured gateway, a
+/// date years ahead) must neither overflow a clock nor park the run for days.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
+
+/// `Retry-After` in either form the HTTP spec allows: delta-seconds or an HTTP date,
+/// capped at [`MAX_RETRY_AFTER`].
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+    let wait = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => {
+            let when = httpdate::parse_http_date(value).ok()?;
+            when.duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+        }
+    };
+    if wait > MAX_RETRY_AFTER {
+        tracing::info!(
+            "the server asked to wait {value:?} (Retry-After); waiting {} s instead",
+            MAX_RETRY_AFTER.as_secs()
+        );
+        return Some(MAX_RETRY_AFTER);
     }
-    let when = httpdate::parse_http_date(value).ok()?;
-    Some(
-        when.duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
+    if wait >= Duration::from_secs(60) {
+        tracing::info!(
+            "the server asked to wait {} s (Retry-After)",
+            wait.as_secs()
+        );
+    }
+    Some(wait)
 }
 
 /// A transport error in a few words, from the innermost cause ("connection refused"),

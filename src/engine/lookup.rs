@@ -1,16 +1,15 @@
-//! One key to one outcome: token, concurrency permit, pacing, the request, and the retry
-//! policy around it (back-off with full jitter, `Retry-After`, one token refresh on 401).
+//! One request for a key and what to do next: the retry policy (back-off with full jitter,
+//! `Retry-After`, one new token after a 401) in one place, for every lookup.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::sync::Semaphore;
-
+use super::queue::Job;
 use super::stats::Stats;
 use super::LookupError;
-use crate::api::auth::TokenProvider;
+use crate::api::auth::{Token, TokenProvider};
 use crate::api::client::{Client, Verdict};
 use crate::backoff::Backoff;
-use crate::key::CallKey;
 use crate::outcome::{Failure, LookupKind, Outcome};
 use crate::pace::Pacer;
 
@@ -19,79 +18,80 @@ pub struct Lookups {
     pub tokens: Arc<TokenProvider>,
     pub pacer: Arc<Pacer>,
     pub backoff: Backoff,
-    /// `--concurrency`: requests in flight. A row waiting out a back-off holds no permit.
-    pub permits: Semaphore,
     pub stats: Arc<Stats>,
 }
 
+/// What a request for a job leads to.
+pub enum Step {
+    /// The row's outcome, final for this run.
+    Done(Outcome),
+    /// Ask again as soon as a slot is free (a new token after a 401).
+    Again,
+    /// Ask again once this wait is over: a worker does not sit out the wait.
+    After(Duration),
+    /// Every row would fail this way: stop the run.
+    Fatal(LookupError),
+}
+
 impl Lookups {
-    pub async fn lookup(&self, key: &CallKey) -> Result<Outcome, LookupError> {
-        let mut attempts = 0;
-        let mut retries = 0;
-        let mut refreshed = false;
-        loop {
-            let attempt = {
-                // The permit is held through a token refresh and the request after it, so
-                // the refreshed request does not queue behind the whole window.
-                let _permit = self.permits.acquire().await.expect("never closed");
-                loop {
-                    self.pacer.ready().await;
-                    // Taken at the last moment: a row may have waited long for its turn.
-                    let token = self.tokens.get().await?;
-                    attempts += 1;
-                    Stats::bump(&self.stats.requests);
-                    let attempt = self.client.attempt(key, &token).await;
-                    if attempt.status.is_some_and(|s| s != 429) {
-                        self.pacer.accepted();
-                    }
-                    if matches!(attempt.verdict, Verdict::TokenRejected) && !refreshed {
-                        refreshed = true;
-                        tracing::debug!("401: refreshing the token once");
-                        self.tokens.refresh_after_401(&token).await?;
-                        continue;
-                    }
-                    break attempt;
+    /// Send one request for `job` with `token`, which the caller took just before its slot.
+    pub async fn attempt(&self, job: &mut Job, token: &Token) -> Step {
+        job.attempts += 1;
+        Stats::bump(&self.stats.requests);
+        let attempt = self.client.attempt(&job.key, token).await;
+        match attempt.status {
+            Some(429) => {}
+            Some(status) => {
+                self.pacer.accepted();
+                if status != 401 {
+                    token.worked();
                 }
-            };
-            let failed = |kind, message| {
-                Ok(Outcome::Failed(Failure {
-                    kind,
-                    http_status: attempt.status,
-                    attempts,
-                    message,
-                }))
-            };
-            let (kind, message) = match attempt.verdict {
-                Verdict::Found(fields) => return Ok(Outcome::Ok(fields)),
-                Verdict::NotFound => {
-                    return failed(LookupKind::NotFound, "the API knows no call with this ID".into())
-                }
-                Verdict::Final(kind, message) => return failed(kind, message),
-                Verdict::WrongUrl => {
-                    return Err(LookupError::WrongUrl {
-                        url: self.client.url().to_owned(),
-                    })
-                }
-                Verdict::TokenRejected => {
-                    return failed(
-                        LookupKind::Unauthorized,
-                        "HTTP 401 after a token refresh: the app may lack this API or the account is suspended".into(),
-                    )
-                }
-                Verdict::Transient(kind, message) => (kind, message),
-            };
-            if kind == LookupKind::RateLimited {
-                Stats::bump(&self.stats.throttled);
-                self.pacer.throttled(attempt.retry_after);
             }
-            if retries >= self.backoff.max_retries {
-                return failed(kind, message);
-            }
-            retries += 1;
-            Stats::bump(&self.stats.retries);
-            let delay = self.backoff.delay(retries, attempt.retry_after);
-            tracing::debug!(call_id = %key.call_id, retries, ?delay, %kind, %message, "retrying");
-            tokio::time::sleep(delay).await;
+            None => {}
         }
+        let failed = |kind, message| {
+            Step::Done(Outcome::Failed(Failure {
+                kind,
+                http_status: attempt.status,
+                attempts: job.attempts,
+                message,
+            }))
+        };
+        let (kind, message) = match attempt.verdict {
+            Verdict::Found(fields) => return Step::Done(Outcome::Ok(fields)),
+            Verdict::NotFound => {
+                return failed(LookupKind::NotFound, "the API knows no call with this ID".into())
+            }
+            Verdict::Final(kind, message) => return failed(kind, message),
+            Verdict::WrongUrl => {
+                return Step::Fatal(LookupError::WrongUrl {
+                    url: self.client.url().to_owned(),
+                })
+            }
+            Verdict::TokenRejected if !job.refreshed && self.tokens.rejected(token) => {
+                job.refreshed = true;
+                tracing::debug!("401: retrying once with a new token");
+                return Step::Again;
+            }
+            Verdict::TokenRejected => {
+                return failed(
+                    LookupKind::Unauthorized,
+                    "HTTP 401 after a token refresh: the app may lack this API or the account is suspended".into(),
+                )
+            }
+            Verdict::Transient(kind, message) => (kind, message),
+        };
+        if kind == LookupKind::RateLimited {
+            Stats::bump(&self.stats.throttled);
+            self.pacer.throttled(attempt.retry_after);
+        }
+        if job.retries >= self.backoff.max_retries {
+            return failed(kind, message);
+        }
+        job.retries += 1;
+        Stats::bump(&self.stats.retries);
+        let delay = self.backoff.delay(job.retries, attempt.retry_after);
+        tracing::debug!(call_id = %job.key.call_id, retries = job.retries, ?delay, %kind, %message, "retrying");
+        Step::After(delay)
     }
 }

@@ -1,43 +1,39 @@
-//! One lookup per distinct key. A key is answered, in order, by a lookup already in flight
-//! for another row, by the journal (this job's earlier runs and this run's earlier rows),
-//! or by the cache; only then is it looked up. Memory holds the keys in flight; everything
+//! One lookup per distinct key. A row's key is answered, in order, by a lookup in flight
+//! for another row, by an outcome this run recorded, by the journal of an earlier run, or by
+//! the cache; only then is it queued for a lookup. Memory holds the keys in flight; what is
 //! finished lives in the journal on disk, so de-duplication stays bounded whatever the input.
+//!
+//! The stores are read once per batch, on a blocking thread. A key in flight when the batch
+//! was read may finish and be committed before its row is reached: such rows are read again.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use futures::future::{BoxFuture, Shared};
-
-use super::LookupError;
-use crate::key::CallKey;
+use super::queue::{Cell, Job, Queue};
+use super::{EngineError, Slot};
+use crate::engine::Stats;
+use crate::key::{CallKey, RowKey};
 use crate::outcome::Outcome;
 use crate::store::{Found, Store, StoreError};
 
-pub type SharedLookup = Shared<BoxFuture<'static, Result<Arc<Outcome>, LookupError>>>;
-
-/// Which store knew the outcome.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Origin {
-    Journal,
-    Cache,
-}
-
-/// An outcome a store already had, and where it came from.
-pub struct Known {
-    pub outcome: Arc<Outcome>,
-    pub found: Found,
-    pub origin: Origin,
-}
-
 pub struct Memo {
-    pub journal: Store,
-    pub cache: Option<Store>,
-    /// Held while checking and inserting, so two rows never both start the same lookup.
-    pub(super) inflight: Mutex<HashMap<CallKey, SharedLookup>>,
+    pub journal: Arc<Store>,
+    pub cache: Option<Arc<Store>>,
+    /// Keys being looked up, and where their outcome will land.
+    inflight: Mutex<HashMap<CallKey, Arc<Cell>>>,
+}
+
+/// What the stores knew of one row's key when the batch was read.
+enum Known {
+    Unknown,
+    /// Recorded by this run: the row shares an earlier row's lookup.
+    ThisRun(Arc<Outcome>),
+    Journal(Arc<Outcome>),
+    Cache(Arc<Outcome>),
 }
 
 impl Memo {
-    pub fn new(journal: Store, cache: Option<Store>) -> Memo {
+    pub fn new(journal: Arc<Store>, cache: Option<Arc<Store>>) -> Memo {
         Memo {
             journal,
             cache,
@@ -45,41 +41,164 @@ impl Memo {
         }
     }
 
-    pub(super) fn known(&self, key: &CallKey) -> Result<Option<Known>, StoreError> {
-        let known = |(outcome, found), origin| Known {
-            outcome,
-            found,
-            origin,
+    /// Each row's outcome, or the cell it will land in; queues the keys no one knows.
+    pub(super) async fn resolve(
+        &self,
+        keys: &Arc<[RowKey]>,
+        queue: &Queue,
+        stats: &Stats,
+    ) -> Result<Vec<Slot>, EngineError> {
+        let ask: Vec<usize> = {
+            let inflight = self.inflight.lock().unwrap();
+            (0..keys.len())
+                .filter(|&i| matches!(&keys[i], RowKey::Valid(k) if !inflight.contains_key(k)))
+                .collect()
         };
-        if let Some(hit) = self.journal.get(key)? {
-            return Ok(Some(known(hit, Origin::Journal)));
+        let mut known = self.read(keys.clone(), ask).await?.into_iter().peekable();
+
+        let mut slots = Vec::with_capacity(keys.len());
+        // Keys this batch queued: a later row with one shares it even if the lookup was
+        // done and committed meanwhile, after the stores were read.
+        let mut started: HashMap<&CallKey, Arc<Cell>> = HashMap::new();
+        for (i, row) in keys.iter().enumerate() {
+            let from_stores = match known.peek() {
+                Some((at, _)) if *at == i => known.next().map(|(_, k)| k),
+                _ => None,
+            };
+            let key = match row {
+                RowKey::Invalid { reason, .. } => {
+                    slots.push(Slot::Ready(Arc::new(Outcome::invalid_input(
+                        reason.clone(),
+                    ))));
+                    continue;
+                }
+                RowKey::Valid(key) => key,
+            };
+            let shared = started
+                .get(key)
+                .cloned()
+                .or_else(|| self.inflight.lock().unwrap().get(key).cloned());
+            if let Some(cell) = shared {
+                Stats::bump(&stats.deduplicated);
+                slots.push(Slot::Waiting(cell.clone()));
+                continue;
+            }
+            if let Some(outcome) = self.journal.pending(key) {
+                Stats::bump(&stats.deduplicated);
+                slots.push(Slot::Ready(outcome));
+                continue;
+            }
+            // In flight when the batch was read, finished and committed since.
+            let known = match from_stores {
+                Some(k) => k,
+                None => self.read_one(key.clone()).await?,
+            };
+            let outcome = match known {
+                Known::ThisRun(outcome) => {
+                    Stats::bump(&stats.deduplicated);
+                    outcome
+                }
+                // Recorded again for this run, so that later rows with the key count as
+                // duplicates and a rerun answers them from the journal alone.
+                Known::Journal(outcome) => {
+                    Stats::bump(&stats.from_journal);
+                    self.journal.put(key, &outcome).await;
+                    outcome
+                }
+                Known::Cache(outcome) => {
+                    Stats::bump(&stats.from_cache);
+                    self.journal.put(key, &outcome).await;
+                    outcome
+                }
+                Known::Unknown => {
+                    let cell = Arc::new(Cell::default());
+                    self.inflight
+                        .lock()
+                        .unwrap()
+                        .insert(key.clone(), cell.clone());
+                    queue.push_fresh(Job::new(key.clone(), cell.clone()));
+                    started.insert(key, cell.clone());
+                    slots.push(Slot::Waiting(cell));
+                    continue;
+                }
+            };
+            slots.push(Slot::Ready(outcome));
         }
-        match &self.cache {
-            Some(cache) => Ok(cache.get(key)?.map(|hit| known(hit, Origin::Cache))),
-            None => Ok(None),
-        }
+        Ok(slots)
     }
 
-    /// A lookup finished: keep it, then let later rows find it there instead of in flight.
-    pub(super) fn record(&self, key: &CallKey, outcome: &Arc<Outcome>) {
-        self.journal.put(key, outcome);
+    /// A lookup finished: keep it, then let later rows find it in the journal, not in flight.
+    pub(super) async fn record(&self, key: &CallKey, cell: &Cell, outcome: Arc<Outcome>) {
+        self.journal.put(key, &outcome).await;
         if let Some(cache) = &self.cache {
-            cache.put(key, outcome);
+            cache.put(key, &outcome).await;
         }
+        cell.set(outcome);
         self.inflight.lock().unwrap().remove(key);
     }
 
-    /// Forget lookups still in flight (after a stop), then commit and close both stores.
-    pub fn close(&self) -> Result<(), StoreError> {
-        self.inflight.lock().unwrap().clear();
-        if let Some(cache) = &self.cache {
-            cache.close()?;
+    /// What the journal, then the cache, know of the rows `ask` of `keys`.
+    async fn read(
+        &self,
+        keys: Arc<[RowKey]>,
+        ask: Vec<usize>,
+    ) -> Result<Vec<(usize, Known)>, StoreError> {
+        if ask.is_empty() {
+            return Ok(Vec::new());
         }
-        self.journal.close()?;
-        // A run that stopped before its first lookup leaves nothing behind.
-        if self.journal.is_empty()? {
-            self.journal.remove()?;
-        }
-        Ok(())
+        let (journal, cache) = (self.journal.clone(), self.cache.clone());
+        blocking(move || {
+            let key = |i: usize| match &keys[i] {
+                RowKey::Valid(k) => k,
+                RowKey::Invalid { .. } => unreachable!("only valid keys are asked"),
+            };
+            let mut known: Vec<(usize, Known)> = Vec::with_capacity(ask.len());
+            let mut misses = Vec::new();
+            for (&i, hit) in ask
+                .iter()
+                .zip(journal.get_many(ask.iter().map(|&i| key(i)))?)
+            {
+                known.push((
+                    i,
+                    match hit {
+                        Some((o, Found::ThisRun)) => Known::ThisRun(o),
+                        Some((o, Found::Earlier)) => Known::Journal(o),
+                        None => {
+                            misses.push(known.len());
+                            Known::Unknown
+                        }
+                    },
+                ));
+            }
+            if let Some(cache) = &cache {
+                let hits = cache.get_many(misses.iter().map(|&m| key(known[m].0)))?;
+                for (&m, hit) in misses.iter().zip(hits) {
+                    if let Some((o, _)) = hit {
+                        known[m].1 = Known::Cache(o);
+                    }
+                }
+            }
+            Ok(known)
+        })
+        .await
     }
+
+    async fn read_one(&self, key: CallKey) -> Result<Known, StoreError> {
+        let journal = self.journal.clone();
+        blocking(move || {
+            Ok(match journal.get_many([&key])?.pop().flatten() {
+                Some((o, _)) => Known::ThisRun(o),
+                None => Known::Unknown,
+            })
+        })
+        .await
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }

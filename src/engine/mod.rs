@@ -1,40 +1,47 @@
-//! The engine: takes batches from the reader, looks up their rows concurrently, and hands
-//! them to the writer in input order through a bounded reorder window.
+//! The engine: takes batches from the reader, resolves each row's key (journal, cache, an
+//! earlier row) or queues it for a lookup, and hands the rows to the writer in input order.
 //!
-//! Rows become futures in input order; `buffered(window)` runs up to `window` of them at
-//! once and yields their outcomes in order, so memory holds at most `window` rows' work
-//! plus the batches they belong to. Requests in flight are capped separately by the
-//! `--concurrency` semaphore in [`lookup::Lookups`].
+//! Two halves, one job each. `--concurrency` worker tasks take keys from the [`Queue`]
+//! (retries first) and send one paced request at a time. The engine loop admits batches,
+//! and releases the rows at the head of its reorder window as their outcomes land. The
+//! window is bounded by the bytes of input it holds, not by a row count, so a row whose
+//! answer is slow never stops the lookups of the rows behind it; how far the reader runs
+//! ahead of the lookups is bounded separately. Every end is explicit: the reader's `End`,
+//! a signal, a fatal error, or a store that can no longer write.
 
 pub mod lookup;
 pub mod memo;
 pub mod progress;
+pub mod queue;
 pub mod stats;
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::Shutdown;
-use futures::future::{self, BoxFuture, FutureExt};
-use futures::stream::{self, StreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::CancellationToken;
 
 use crate::api::auth::AuthError;
-use crate::input::{Batch, InputError};
+use crate::input::{Batch, InputError, Read};
 use crate::key::RowKey;
 use crate::outcome::{LookupKind, Outcome};
 use crate::output::Done;
-use crate::store::{Found, StoreError};
+use crate::store::StoreError;
+use crate::Shutdown;
 
 pub use lookup::Lookups;
 pub use memo::Memo;
+pub use queue::Queue;
 pub use stats::Stats;
 
-/// Rows that must fail the same way, before any succeeds, to call a failure systemic.
-pub const SYSTEMIC_ROWS: u32 = 10;
+use lookup::Step;
+use queue::{Cell, Job};
 
-/// A lookup that cannot go on, for any row: cloneable, since rows that share a key share
-/// the lookup and its end.
+/// Keys that must fail the same way, before any succeeds, to call a failure systemic.
+pub const SYSTEMIC_KEYS: u32 = 10;
+
+/// A lookup that cannot go on, for any row.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum LookupError {
     #[error(transparent)]
@@ -49,14 +56,16 @@ pub enum EngineError {
     Lookup(#[from] LookupError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("stopped after the first {rows} lookups all failed as {kind} (last: {message}); nothing suggests the rest would do better")]
+    #[error("stopped after the first {keys} lookups all failed as {kind} (last: {message}); nothing suggests the rest would do better")]
     Systemic {
-        rows: u32,
+        keys: u32,
         kind: LookupKind,
         message: String,
     },
     #[error(transparent)]
     Input(#[from] InputError),
+    #[error("the input reader stopped before the end of the input (an internal error); nothing was written under the output name")]
+    ReaderDied,
     #[error("the output writer stopped")]
     WriterGone,
 }
@@ -70,158 +79,272 @@ pub enum End {
     Interrupted,
 }
 
-enum Item {
-    /// A batch starts: the writer gets it once all its rows have an outcome.
-    Start(Done),
-    Row(Arc<Outcome>),
+/// A row's outcome, or the cell its lookup will fill.
+pub enum Slot {
+    Ready(Arc<Outcome>),
+    Waiting(Arc<Cell>),
+}
+
+/// What the workers and the engine loop share.
+pub struct Shared {
+    pub lookups: Lookups,
+    pub memo: Memo,
+    pub queue: Queue,
+    /// A lookup ended (done or re-queued): the loop looks at the head of its window again.
+    settled: Notify,
+    fatal: Fatal,
+    systemic: Mutex<Systemic>,
+}
+
+impl Shared {
+    pub fn new(lookups: Lookups, memo: Memo) -> Arc<Shared> {
+        Arc::new(Shared {
+            lookups,
+            memo,
+            queue: Queue::default(),
+            settled: Notify::new(),
+            fatal: Fatal::default(),
+            systemic: Mutex::default(),
+        })
+    }
+
+    /// One worker: claim a job, wait for a usable token and then for a slot, send, repeat.
+    /// The token comes first: a slot is never held while a token is awaited.
+    async fn work(self: Arc<Self>) {
+        let l = &self.lookups;
+        while self.queue.claim().await {
+            let token = loop {
+                let token = match l.tokens.get().await {
+                    Ok(t) => t,
+                    Err(e) => {
+                        self.queue.unclaim();
+                        self.fatal.set(LookupError::from(e).into());
+                        return;
+                    }
+                };
+                l.pacer.ready().await;
+                if token.usable() {
+                    break token;
+                }
+            };
+            let Some(mut job) = self.queue.take() else {
+                return;
+            };
+            match l.attempt(&mut job, &token).await {
+                Step::Done(outcome) => self.finish(job, outcome).await,
+                Step::Again => self.queue.push_retry(job),
+                Step::After(delay) => {
+                    let shared = self.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        shared.queue.push_retry(job);
+                    });
+                }
+                Step::Fatal(e) => self.fatal.set(e.into()),
+            }
+            self.queue.finished();
+            self.settled.notify_one();
+        }
+    }
+
+    async fn finish(&self, job: Job, outcome: Outcome) {
+        Stats::bump(&self.lookups.stats.lookups);
+        if let Err(e) = self.systemic.lock().unwrap().observe(&outcome) {
+            self.fatal.set(e);
+        }
+        self.memo
+            .record(&job.key, &job.cell, Arc::new(outcome))
+            .await;
+    }
+}
+
+/// The first fatal error of the run, from any worker.
+#[derive(Default)]
+struct Fatal {
+    token: CancellationToken,
+    error: Mutex<Option<EngineError>>,
+}
+
+impl Fatal {
+    fn set(&self, e: EngineError) {
+        let mut slot = self.error.lock().unwrap();
+        if slot.is_none() {
+            *slot = Some(e);
+        }
+        self.token.cancel();
+    }
+
+    fn take(&self) -> EngineError {
+        self.error
+            .lock()
+            .unwrap()
+            .take()
+            .expect("set before it fires")
+    }
+}
+
+/// Rows of one batch waiting in the reorder window.
+struct Held {
+    done: Done,
+    slots: Vec<Slot>,
+    /// Rows before this one have been released.
+    next: usize,
+    bytes: usize,
 }
 
 pub struct Engine {
-    pub lookups: Lookups,
-    pub memo: Memo,
-    /// Rows that may be in progress at once: the reorder window.
-    pub window: usize,
-    /// How long rows in flight may take to finish after a signal.
+    pub shared: Arc<Shared>,
+    pub concurrency: usize,
+    /// Bytes of input the reorder window holds at most.
+    pub window_bytes: usize,
+    /// Rows queued for a first lookup at most: how far reading runs ahead of the lookups.
+    pub read_ahead: usize,
+    /// How long lookups in flight may take to finish after a stop.
     pub grace: Duration,
 }
 
 impl Engine {
     pub async fn run(
-        self: Arc<Self>,
-        batches: mpsc::Receiver<Result<Batch, InputError>>,
+        &self,
+        batches: mpsc::Receiver<Result<Read, InputError>>,
         done: mpsc::Sender<Done>,
-        shutdown: Shutdown,
+        shutdown: &Shutdown,
     ) -> Result<End, EngineError> {
-        let cancel = shutdown.stop;
-        let batches = stream::unfold(
-            batches,
-            |mut rx| async move { rx.recv().await.map(|b| (b, rx)) },
-        );
-        let engine = self.clone();
-        let items = batches
-            .flat_map(move |batch| engine.clone().row_futures(batch))
-            .take_until(cancel.clone().cancelled_owned())
-            .buffered(self.window);
-        futures::pin_mut!(items);
+        for _ in 0..self.concurrency {
+            tokio::spawn(self.shared.clone().work());
+        }
+        let end = self.flow(batches, done, shutdown).await;
+        self.wind_down(shutdown).await;
+        end
+    }
 
-        let stats = &self.lookups.stats;
-        let mut systemic = Systemic::default();
-        let mut current: Option<Done> = None;
-        let mut deadline = None;
-        loop {
-            let item = tokio::select! {
-                item = items.next() => item,
-                _ = cancel.cancelled(), if deadline.is_none() => {
-                    deadline = Some(tokio::time::Instant::now() + self.grace);
-                    continue;
-                }
-                _ = sleep_until(deadline) => break,
-                _ = shutdown.now.cancelled() => break,
-            };
-            let Some(item) = item else { break };
-            match item? {
-                Item::Start(batch) => current = Some(batch),
-                Item::Row(outcome) => {
-                    systemic.observe(&outcome)?;
-                    stats.count_row(&outcome);
-                    let batch = current.as_mut().expect("a batch starts before its rows");
-                    batch.outcomes.push(outcome);
-                    if batch.outcomes.len() == batch.data.num_rows() {
-                        let batch = current.take().expect("just used");
-                        done.send(batch)
-                            .await
-                            .map_err(|_| EngineError::WriterGone)?;
-                    }
-                }
+    /// No new request; those in flight get the grace period to land in the journal.
+    async fn wind_down(&self, shutdown: &Shutdown) {
+        let queue = &self.shared.queue;
+        queue.close();
+        let deadline = tokio::time::Instant::now() + self.grace;
+        while queue.in_flight() > 0 {
+            tokio::select! {
+                _ = self.shared.settled.notified() => {}
+                _ = tokio::time::sleep_until(deadline) => return,
+                _ = shutdown.now.cancelled() => return,
             }
         }
-        Ok(if cancel.is_cancelled() {
-            End::Interrupted
-        } else {
-            End::Complete
-        })
     }
 
-    /// The stream items of one batch: its start, then one future per row.
-    fn row_futures(
-        self: Arc<Self>,
-        batch: Result<Batch, InputError>,
-    ) -> stream::BoxStream<'static, BoxFuture<'static, Result<Item, EngineError>>> {
-        let batch = match batch {
-            Ok(b) if b.data.num_rows() > 0 => b,
-            Ok(_) => return stream::empty().boxed(),
-            Err(e) => {
-                return stream::once(future::ready(future::ready(Err(e.into())).boxed())).boxed()
+    async fn flow(
+        &self,
+        mut batches: mpsc::Receiver<Result<Read, InputError>>,
+        done: mpsc::Sender<Done>,
+        shutdown: &Shutdown,
+    ) -> Result<End, EngineError> {
+        let shared = &self.shared;
+        let stats = &shared.lookups.stats;
+        let journal = shared.memo.journal.clone();
+        let cache = shared.memo.cache.clone();
+        let cache_failed = async {
+            match &cache {
+                Some(c) => c.failed().cancelled().await,
+                None => std::future::pending().await,
             }
         };
-        let keys: Arc<[RowKey]> = batch.keys.into();
-        let start = Item::Start(Done {
-            first_row: batch.first_row,
-            outcomes: Vec::with_capacity(batch.data.num_rows()),
-            data: batch.data,
-            keys: keys.clone(),
-        });
-        let first = stream::once(future::ready(future::ready(Ok(start)).boxed()));
-        let rows = stream::iter(0..keys.len()).map(move |i| {
-            let engine = self.clone();
-            let keys = keys.clone();
-            async move { engine.resolve(&keys[i]).await.map(Item::Row) }.boxed()
-        });
-        first.chain(rows).boxed()
-    }
-
-    /// The outcome of one row: known already (journal, cache, an earlier row with the same
-    /// key), being looked up for another row (share that lookup), or looked up now.
-    async fn resolve(self: Arc<Self>, key: &RowKey) -> Result<Arc<Outcome>, EngineError> {
-        let key = match key {
-            RowKey::Invalid { reason, .. } => {
-                return Ok(Arc::new(Outcome::invalid_input(reason.clone())))
-            }
-            RowKey::Valid(key) => key,
-        };
-        let stats = &self.lookups.stats;
-        let shared = {
-            let mut inflight = self.memo.inflight.lock().unwrap();
-            if let Some(lookup) = inflight.get(key) {
-                Stats::bump(&stats.deduplicated);
-                lookup.clone()
-            } else if let Some(known) = self.memo.known(key)? {
-                match (known.found, known.origin) {
-                    (Found::ThisRun, _) => Stats::bump(&stats.deduplicated),
-                    (Found::Earlier, memo::Origin::Journal) => Stats::bump(&stats.from_journal),
-                    (Found::Earlier, memo::Origin::Cache) => Stats::bump(&stats.from_cache),
+        tokio::pin!(cache_failed);
+        let mut window: VecDeque<Held> = VecDeque::new();
+        let mut held_bytes = 0;
+        let mut input_ended = false;
+        loop {
+            while let Some(head) = window.front_mut() {
+                if !release(head, stats) {
+                    break;
                 }
-                return Ok(known.outcome);
-            } else {
-                let engine = self.clone();
-                let owned = key.clone();
-                let lookup = async move {
-                    let outcome = engine.lookups.lookup(&owned).await.map(Arc::new);
-                    if let Ok(o) = &outcome {
-                        Stats::bump(&engine.lookups.stats.lookups);
-                        engine.memo.record(&owned, o);
+                let held = window.pop_front().expect("just looked at");
+                held_bytes -= held.bytes;
+                tokio::select! {
+                    sent = done.send(held.done) => sent.map_err(|_| EngineError::WriterGone)?,
+                    _ = shutdown.stop.cancelled() => return Ok(End::Interrupted),
+                }
+            }
+            if input_ended && window.is_empty() {
+                return Ok(End::Complete);
+            }
+            let admit = !input_ended
+                && held_bytes < self.window_bytes
+                && shared.queue.fresh_len() < self.read_ahead;
+            tokio::select! {
+                biased;
+                _ = shutdown.stop.cancelled() => return Ok(End::Interrupted),
+                _ = shared.fatal.token.cancelled() => return Err(shared.fatal.take()),
+                _ = journal.failed().cancelled() => return Err(store_error(&journal)),
+                _ = &mut cache_failed => return Err(store_error(cache.as_ref().expect("watched"))),
+                _ = shared.settled.notified() => {}
+                read = batches.recv(), if admit => match read {
+                    Some(Ok(Read::Batch(batch))) => {
+                        if let Some(held) = self.admit(batch).await? {
+                            held_bytes += held.bytes;
+                            window.push_back(held);
+                        }
                     }
-                    outcome
-                }
-                .boxed()
-                .shared();
-                inflight.insert(key.clone(), lookup.clone());
-                lookup
+                    Some(Ok(Read::End)) => input_ended = true,
+                    Some(Err(e)) => return Err(e.into()),
+                    None => return Err(EngineError::ReaderDied),
+                },
             }
-        };
-        Ok(shared.await?)
+        }
+    }
+
+    async fn admit(&self, batch: Batch) -> Result<Option<Held>, EngineError> {
+        let rows = batch.data.num_rows();
+        if rows == 0 {
+            return Ok(None);
+        }
+        let keys: Arc<[RowKey]> = batch.keys.into();
+        let shared = &self.shared;
+        let slots = shared
+            .memo
+            .resolve(&keys, &shared.queue, &shared.lookups.stats)
+            .await?;
+        Ok(Some(Held {
+            bytes: batch.data.get_array_memory_size(),
+            done: Done {
+                first_row: batch.first_row,
+                outcomes: Vec::with_capacity(rows),
+                data: batch.data,
+                keys,
+            },
+            slots,
+            next: 0,
+        }))
     }
 }
 
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => future::pending().await,
+/// Move the rows at the head of `held` whose outcome has landed to its output; `true` once
+/// every row of the batch has.
+fn release(held: &mut Held, stats: &Stats) -> bool {
+    while let Some(slot) = held.slots.get(held.next) {
+        let outcome = match slot {
+            Slot::Ready(o) => o.clone(),
+            Slot::Waiting(cell) => match cell.get() {
+                Some(o) => o.clone(),
+                None => return false,
+            },
+        };
+        stats.count_row(&outcome);
+        held.done.outcomes.push(outcome);
+        held.next += 1;
     }
+    true
+}
+
+fn store_error(store: &crate::store::Store) -> EngineError {
+    store
+        .error()
+        .expect("a store fires `failed` after setting its error")
+        .into()
 }
 
 /// Stops a run whose first lookups all fail the same way (401 after refresh, 400 for a
 /// wrong tenant, 5xx everywhere): better one clear line than millions of report lines.
+/// Counted per key looked up, so duplicate rows of one bad ID do not stop a run.
 #[derive(Default)]
 struct Systemic {
     disarmed: bool,
@@ -253,9 +376,10 @@ impl Systemic {
                 self.count = 1;
             }
         }
-        if self.count >= SYSTEMIC_ROWS {
+        if self.count >= SYSTEMIC_KEYS {
+            self.disarmed = true;
             return Err(EngineError::Systemic {
-                rows: self.count,
+                keys: self.count,
                 kind: failure.kind,
                 message: failure.message.clone(),
             });

@@ -68,6 +68,13 @@ pub struct Batch {
     pub keys: Vec<RowKey>,
 }
 
+/// What the reader sends: batches, then an explicit end. A reader that stops without
+/// `End` died, and the run fails instead of committing a truncated output.
+pub enum Read {
+    Batch(Batch),
+    End,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
     #[error("{file}: cannot read: {source}")]

@@ -17,14 +17,8 @@ impl AtomicFile {
     /// and is writable, before any lookup is paid for.
     pub fn create(target: &Path) -> io::Result<AtomicFile> {
         let dir = parent_dir(target);
-        let name = target
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let prefix = format!(".{name}.");
-        remove_leftovers(dir, &prefix);
         let tmp = tempfile::Builder::new()
-            .prefix(&prefix)
+            .prefix(&temp_prefix(target))
             .suffix(".tmp")
             .tempfile_in(dir)?;
         Ok(AtomicFile {
@@ -37,6 +31,10 @@ impl AtomicFile {
         &self.target
     }
 
+    pub fn temp_path(&self) -> &Path {
+        self.tmp.path()
+    }
+
     /// Make the content durable, then give it its final name.
     pub fn commit(self) -> io::Result<()> {
         self.tmp.as_file().sync_all()?;
@@ -47,21 +45,35 @@ impl AtomicFile {
     }
 }
 
+fn temp_prefix(target: &Path) -> String {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!(".{name}.")
+}
+
 /// A run killed with SIGKILL (or a power cut) cannot remove its temporary files: the next
-/// run for the same target does. Only names this module makes are touched:
+/// run for the same target does, once it holds the output's lock (another run's live files
+/// look just the same), keeping `ours`. Only names this module makes are touched:
 /// `.{name}.XXXXXX.tmp`, with tempfile's six random characters.
-fn remove_leftovers(dir: &Path, prefix: &str) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
+pub fn remove_leftovers(target: &Path, ours: &[PathBuf]) {
+    let prefix = temp_prefix(target);
+    let Ok(entries) = std::fs::read_dir(parent_dir(target)) else {
         return;
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        let ours = name
-            .strip_prefix(prefix)
+        let made_here = name
+            .strip_prefix(&prefix)
             .and_then(|rest| rest.strip_suffix(".tmp"))
             .is_some_and(|random| random.len() == 6 && !random.contains('.'));
-        if ours {
+        if made_here
+            && !ours
+                .iter()
+                .any(|p| p.file_name() == Some(entry.file_name().as_os_str()))
+        {
             let _ = std::fs::remove_file(entry.path());
         }
     }

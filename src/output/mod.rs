@@ -14,7 +14,7 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
-pub use atomic::AtomicFile;
+pub use atomic::{remove_leftovers, AtomicFile};
 
 use crate::input::Format;
 use crate::key::RowKey;
@@ -125,6 +125,8 @@ pub struct Writer {
     rows: Rows,
     rows_name: String,
     report: report::Report,
+    /// Each final name, with the temporary file this writer made for it.
+    files: Vec<(PathBuf, PathBuf)>,
 }
 
 impl Writer {
@@ -147,6 +149,10 @@ impl Writer {
         }
         let rows_name = dest.name();
         let sink = Sink::open(dest)?;
+        let mut files = Vec::new();
+        if let Sink::File(f) = &sink {
+            files.push((f.target().to_owned(), f.temp_path().to_owned()));
+        }
         let rows = match format {
             Format::Csv => Rows::Csv(csv::CsvRows::new(sink, input_schema, &rows_name)?),
             Format::Parquet => {
@@ -154,11 +160,22 @@ impl Writer {
             }
         };
         let report = report::Report::create(errors)?;
+        files.push((errors.to_owned(), report.temp_path().to_owned()));
         Ok(Writer {
             rows,
             rows_name,
             report,
+            files,
         })
+    }
+
+    /// Remove what killed runs left beside the final names. Only once this run holds the
+    /// output's lock: before, they may be another live run's files.
+    pub fn remove_leftovers(&self) {
+        let ours: Vec<PathBuf> = self.files.iter().map(|(_, tmp)| tmp.clone()).collect();
+        for (target, _) in &self.files {
+            remove_leftovers(target, &ours);
+        }
     }
 
     pub fn write(&mut self, done: &Done) -> Result<(), OutputError> {

@@ -37,6 +37,10 @@ impl Report {
         Ok(report)
     }
 
+    pub(super) fn temp_path(&self) -> &Path {
+        self.writer.get_ref().temp_path()
+    }
+
     fn error(&self, e: csv::Error) -> OutputError {
         OutputError::Io {
             file: self.name.clone(),

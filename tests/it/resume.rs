@@ -94,10 +94,15 @@ fn sigkill_twice_then_rerun_matches_an_uninterrupted_run() {
     );
     assert_eq!(run.code, 0, "{run:?}");
 
+    // A SIGKILL legitimately loses the lookups whose answers were not yet committed: the
+    // requests in flight (at most --concurrency) and the answers in the commit under way
+    // (at these latencies, fewer than another --concurrency). Per kill, then, at most
+    // 2 x concurrency lookups are made again.
     let lookups = sim.stat("lookup_requests");
-    let in_flight = 8 * 2;
+    let kills = 2;
+    let redone = kills * 2 * CONCURRENCY.parse::<u64>().unwrap();
     assert!(
-        (3000..=3000 + in_flight).contains(&lookups),
+        (3000..=3000 + redone).contains(&lookups),
         "{lookups} lookups for 3000 keys"
     );
     let (out, report) = reference(&text);
@@ -239,8 +244,8 @@ fn second_run_with_cache_makes_no_lookup() {
     );
     assert_eq!(
         sim.stat("token_requests"),
-        2,
-        "a token is still checked at the start"
+        1,
+        "the second run needs no token: it makes no request at all"
     );
     assert_eq!(wd.read("a.csv"), wd.read("b.csv"));
     assert_eq!(wd.read("a.errors.csv"), wd.read("b.errors.csv"));
