@@ -72,7 +72,7 @@ pub struct ApiArgs {
     /// Refused: a secret on the command line shows in `ps` and shell history.
     #[arg(long, hide = true)]
     pub app_secret: Option<String>,
-    /// Seconds to wait for one answer.
+    /// Seconds to wait for one answer (above 0, at most 3600).
     #[arg(long, default_value_t = 30.0, value_name = "SECS")]
     pub timeout: f64,
     /// Also trust this CA (PEM), for a tenant behind a private CA. Certificates are always
@@ -140,14 +140,18 @@ pub struct EnrichArgs {
     /// At most N requests per second, retries and token requests included (0: no limit).
     #[arg(long, default_value_t = 20.0, value_name = "N")]
     pub rate: f64,
-    /// At most N requests in flight.
-    #[arg(long, default_value_t = 32, value_name = "N")]
-    pub concurrency: usize,
-    /// Retries of a transient failure (429, 5xx, timeout, network) before giving up on a row.
-    #[arg(long, default_value_t = 5, value_name = "N")]
+    /// At most N requests in flight (1 to 4096).
+    #[arg(long, default_value_t = 32, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=4096))]
+    pub concurrency: u16,
+    /// Retries of a transient failure (429, 5xx, timeout, network) before giving up on a row
+    /// (0 to 100).
+    #[arg(long, default_value_t = 5, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(0..=100))]
     pub max_retries: u32,
-    /// Token lifetime to ask for, in seconds (the platform caps it at 3600).
-    #[arg(long, default_value_t = 3600, value_name = "SECS")]
+    /// Token lifetime to ask for, in seconds (60 to 3600; the platform grants at most 3600).
+    #[arg(long, default_value_t = 3600, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(60..=3600))]
     pub token_lifetime: u64,
 
     /// Ignore and remove the journal of an earlier, unfinished run, and start over.

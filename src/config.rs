@@ -62,6 +62,12 @@ pub enum ConfigError {
     OutputIsInput { path: String },
     #[error("{path}: cannot use it as --ca-cert: {message}")]
     CaCert { path: String, message: String },
+    #[error("{first} and {second} are the same file ({path}); give each its own path")]
+    SamePath {
+        first: &'static str,
+        second: &'static str,
+        path: String,
+    },
     #[error("{0}")]
     Usage(&'static str),
 }
@@ -109,20 +115,32 @@ impl Api {
             base_url,
             app_key,
             app_secret,
-            timeout: seconds(args.timeout, "--timeout")?,
+            timeout: seconds(
+                args.timeout,
+                "--timeout",
+                3600.0,
+                "a number of seconds above 0 and at most 3600",
+            )?,
             ca_cert,
         })
     }
 }
 
-fn seconds(v: f64, flag: &'static str) -> Result<Duration, ConfigError> {
-    (v.is_finite() && v > 0.0)
+/// Seconds in `(0, max]`: a value past `max` is surely a mistake, and would overflow a clock.
+fn seconds(
+    v: f64,
+    flag: &'static str,
+    max: f64,
+    what: &'static str,
+) -> Result<Duration, ConfigError> {
+    (v.is_finite() && v > 0.0 && v <= max)
         .then(|| Duration::from_secs_f64(v))
-        .ok_or(ConfigError::BadValue {
-            flag,
-            what: "a positive number of seconds",
-        })
+        .ok_or(ConfigError::BadValue { flag, what })
 }
+
+/// The fastest `--rate` taken: far beyond any tenant's quota, and a bound for the pacer's
+/// arithmetic.
+const MAX_RATE: f64 = 1_000_000.0;
 
 impl Job {
     pub fn from_args(args: EnrichArgs) -> Result<Job, ConfigError> {
@@ -160,23 +178,17 @@ impl Job {
             }
         }
         let journal = journal_path(&output, &errors);
+        distinct_outputs(&output, &errors, args.summary_json.as_deref(), &journal)?;
         let api = Api::from_args(args.api)?;
         let rate = match args.rate {
             0.0 => None,
-            r if r.is_finite() && r > 0.0 => Some(r),
-            _ => {
-                return Err(ConfigError::BadValue {
-                    flag: "--rate",
-                    what: "a positive number, or 0 for no limit",
-                })
-            }
+            r if r.is_finite() && r > 0.0 && r <= MAX_RATE => Some(r),
+            _ => return Err(ConfigError::BadValue {
+                flag: "--rate",
+                what:
+                    "a number of requests per second above 0 and at most 1000000, or 0 for no limit",
+            }),
         };
-        if args.concurrency == 0 {
-            return Err(ConfigError::BadValue {
-                flag: "--concurrency",
-                what: "at least 1",
-            });
-        }
         let field = |column: Option<String>, default: Option<String>| FieldSpec { column, default };
         Ok(Job {
             input,
@@ -195,11 +207,16 @@ impl Job {
             },
             api,
             rate,
-            concurrency: args.concurrency,
+            concurrency: usize::from(args.concurrency),
             max_retries: args.max_retries,
-            token_lifetime: Duration::from_secs(args.token_lifetime.clamp(60, 3600)),
+            token_lifetime: Duration::from_secs(args.token_lifetime),
             progress: args.progress,
-            progress_interval: seconds(args.progress_interval, "--progress-interval")?,
+            progress_interval: seconds(
+                args.progress_interval,
+                "--progress-interval",
+                86400.0,
+                "a number of seconds above 0 and at most 86400",
+            )?,
             summary_json: args.summary_json,
         })
     }
@@ -216,6 +233,36 @@ pub fn journal_path(output: &Destination, errors: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// The files a run writes must be distinct: `--errors out.csv` beside OUTPUT `out.csv`
+/// would have the report overwrite the output.
+fn distinct_outputs(
+    output: &Destination,
+    errors: &Path,
+    summary: Option<&Path>,
+    journal: &Path,
+) -> Result<(), ConfigError> {
+    let mut files: Vec<(&'static str, &Path)> =
+        vec![("--errors", errors), ("the journal", journal)];
+    if let Destination::File(o) = output {
+        files.insert(0, ("OUTPUT", o));
+    }
+    if let Some(s) = summary {
+        files.push(("--summary-json", s));
+    }
+    for (i, (first, a)) in files.iter().enumerate() {
+        for (second, b) in &files[i + 1..] {
+            if same_file(a, b) {
+                return Err(ConfigError::SamePath {
+                    first,
+                    second,
+                    path: a.display().to_string(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 fn format_of(path: &Path, which: &'static str) -> Result<Format, ConfigError> {
     Format::from_path(path).ok_or_else(|| ConfigError::UnknownFormat {
         path: path.display().to_string(),
@@ -223,11 +270,19 @@ fn format_of(path: &Path, which: &'static str) -> Result<Format, ConfigError> {
     })
 }
 
+/// The same file, existing or not: paths are compared once made absolute and free of `.`.
 fn same_file(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
-        _ => a == b,
+        _ => absolute(a) == absolute(b),
     }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    let p = std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
+    p.components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect()
 }
 
 fn check_url(url: &str) -> Result<String, ConfigError> {

@@ -107,15 +107,25 @@ impl Pacer {
         }
     }
 
-    /// Wait for this request's turn.
+    /// Wait for this request's turn in the first-come schedule.
     pub async fn ready(&self) {
+        self.wait(false).await
+    }
+
+    /// Wait for the next opening, ahead of the requests already scheduled: for the token
+    /// request that the scheduled lookups wait on. The sliding window still holds.
+    pub async fn ready_first(&self) {
+        self.wait(true).await
+    }
+
+    async fn wait(&self, first: bool) {
         loop {
             let pause = self.state.lock().unwrap().paused_until;
             if let Some(until) = pause.filter(|u| *u > Instant::now()) {
                 tokio::time::sleep_until(until).await;
             }
             let slot = self.state.lock().unwrap().take_slot(self.max_rate);
-            if let Some(slot) = slot {
+            if let Some(slot) = slot.filter(|_| !first) {
                 tokio::time::sleep_until(slot).await;
             }
             loop {

@@ -226,10 +226,13 @@ impl TokenProvider {
     /// One fetch with its retries. While the current token is still usable, failures are
     /// retried without limit (lookups go on meanwhile); once it is not, `--max-retries`.
     async fn fetch(&self, generation: u64, after_401: bool) -> Result<Token, AuthError> {
-        let mut failures = 0;
+        // All failures in a row set the back-off; only those with no usable token left
+        // count against --max-retries.
+        let (mut failures, mut counted) = (0, 0);
         let mut warned = false;
         loop {
-            self.pacer.ready().await;
+            // Lookups hold the schedule's next slots; this request is what they wait on.
+            self.pacer.ready_first().await;
             self.requests.fetch_add(1, Ordering::Relaxed);
             let started = Instant::now();
             let error = match self.fetch_once().await {
@@ -261,7 +264,8 @@ impl TokenProvider {
                 FetchError::Transient { cause, retry_after } => (cause, retry_after),
             };
             failures += 1;
-            if !usable && failures > self.backoff.max_retries {
+            counted += u32::from(!usable);
+            if counted > self.backoff.max_retries {
                 return Err(AuthError::Unavailable {
                     url: self.url.clone(),
                     cause,

@@ -57,9 +57,9 @@ impl Memo {
         let mut known = self.read(keys.clone(), ask).await?.into_iter().peekable();
 
         let mut slots = Vec::with_capacity(keys.len());
-        // Keys this batch queued: a later row with one shares it even if the lookup was
-        // done and committed meanwhile, after the stores were read.
-        let mut started: HashMap<&CallKey, Arc<Cell>> = HashMap::new();
+        // Keys this batch already resolved: a later row with one shares that, even once the
+        // lookup or the journal's copy was committed after the stores were read.
+        let mut resolved: HashMap<&CallKey, Slot> = HashMap::new();
         for (i, row) in keys.iter().enumerate() {
             let from_stores = match known.peek() {
                 Some((at, _)) if *at == i => known.next().map(|(_, k)| k),
@@ -74,11 +74,12 @@ impl Memo {
                 }
                 RowKey::Valid(key) => key,
             };
-            let shared = started
-                .get(key)
-                .cloned()
-                .or_else(|| self.inflight.lock().unwrap().get(key).cloned());
-            if let Some(cell) = shared {
+            if let Some(slot) = resolved.get(key) {
+                Stats::bump(&stats.deduplicated);
+                slots.push(slot.clone());
+                continue;
+            }
+            if let Some(cell) = self.inflight.lock().unwrap().get(key) {
                 Stats::bump(&stats.deduplicated);
                 slots.push(Slot::Waiting(cell.clone()));
                 continue;
@@ -117,11 +118,12 @@ impl Memo {
                         .unwrap()
                         .insert(key.clone(), cell.clone());
                     queue.push_fresh(Job::new(key.clone(), cell.clone()));
-                    started.insert(key, cell.clone());
+                    resolved.insert(key, Slot::Waiting(cell.clone()));
                     slots.push(Slot::Waiting(cell));
                     continue;
                 }
             };
+            resolved.insert(key, Slot::Ready(outcome.clone()));
             slots.push(Slot::Ready(outcome));
         }
         Ok(slots)

@@ -80,6 +80,7 @@ pub enum End {
 }
 
 /// A row's outcome, or the cell its lookup will fill.
+#[derive(Clone)]
 pub enum Slot {
     Ready(Arc<Outcome>),
     Waiting(Arc<Cell>),

@@ -23,6 +23,8 @@ pub(super) enum Fault {
     Hang,
     /// 200 with this body, which is not JSON.
     Malformed(&'static str),
+    /// The normal answer, after `--slow-ms`.
+    Slow,
 }
 
 const BAD_GATEWAY_PAGE: &str = "<html>502 Bad Gateway</html>";
@@ -30,7 +32,8 @@ const BAD_GATEWAY_PAGE: &str = "<html>502 Bad Gateway</html>";
 /// Faults forced by a call-ID prefix, so a test can put an exact fault on an exact row.
 /// `sim401-` refuses every token for that call, as when the app lacks the API: a 401 that
 /// a refresh does not cure.
-const FORCED: [(&str, Fault); 10] = [
+const FORCED: [(&str, Fault); 11] = [
+    ("simslow-", Fault::Slow),
     ("sim400-", Fault::Status(StatusCode::BAD_REQUEST)),
     ("sim401-", Fault::Status(StatusCode::UNAUTHORIZED)),
     ("sim500-", Fault::Status(StatusCode::INTERNAL_SERVER_ERROR)),
@@ -79,11 +82,14 @@ pub(super) fn decide(call_id: &str, seen: u32, knobs: &Knobs) -> Fault {
     Fault::None
 }
 
-/// Whether the token request number `index` (0-based) gets an injected 503.
+/// Whether the token request number `index` (0-based) gets an injected 503: drawn from
+/// `--token-error-share`, or inside the `--token-fail-from` window.
 pub(super) fn token_error(index: u64, knobs: &Knobs) -> bool {
     const TOKEN_SALT: u64 = 0x746f_6b65_6e5f_6572; // "token_er"
-    knobs.token_error_share > 0.0
-        && unit(request_draw(knobs.seed, TOKEN_SALT, index)) < knobs.token_error_share
+    let window = knobs.token_fail_from..knobs.token_fail_from + knobs.token_fail_count;
+    window.contains(&index)
+        || (knobs.token_error_share > 0.0
+            && unit(request_draw(knobs.seed, TOKEN_SALT, index)) < knobs.token_error_share)
 }
 
 /// Well-mixed bits from (seed, key, n): nested so that no two inputs collide trivially.

@@ -70,6 +70,22 @@ pub struct Knobs {
     /// Share of token requests answered 503.
     #[arg(long, value_name = "F", default_value_t = 0.0, value_parser = parse_share)]
     pub token_error_share: f64,
+    /// Delay added before every token answer (a slow identity service).
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub token_latency_ms: u64,
+    /// Token requests from number N (0-based) on are answered 503 ...
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub token_fail_from: u64,
+    /// ... this many of them (0: none).
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    pub token_fail_count: u64,
+    /// Send this in the token answer's `Expires` instead of the lifetime granted (a
+    /// platform that misreports it); the token still dies after the real lifetime.
+    #[arg(long, value_name = "SECS")]
+    pub token_expires: Option<u64>,
+    /// How long lookups of `simslow-` call IDs take before their (correct) answer.
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    pub slow_ms: u64,
     /// Serve HTTPS with a throwaway CA, written to DIR/ca.pem for clients.
     #[arg(long, value_name = "DIR")]
     pub tls_dir: Option<std::path::PathBuf>,
@@ -97,6 +113,11 @@ impl Default for Knobs {
             long_number_share: 0.0,
             string_numbers: false,
             token_error_share: 0.0,
+            token_latency_ms: 0,
+            token_fail_from: 0,
+            token_fail_count: 0,
+            token_expires: None,
+            slow_ms: 10_000,
             tls_dir: None,
         }
     }
@@ -123,6 +144,11 @@ impl fmt::Debug for Knobs {
             .field("long_number_share", &self.long_number_share)
             .field("string_numbers", &self.string_numbers)
             .field("token_error_share", &self.token_error_share)
+            .field("token_latency_ms", &self.token_latency_ms)
+            .field("token_fail_from", &self.token_fail_from)
+            .field("token_fail_count", &self.token_fail_count)
+            .field("token_expires", &self.token_expires)
+            .field("slow_ms", &self.slow_ms)
             .field("tls_dir", &self.tls_dir)
             .finish()
     }

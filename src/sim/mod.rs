@@ -139,6 +139,9 @@ async fn token(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> 
     if !admitted {
         return sim.too_many();
     }
+    if knobs.token_latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(knobs.token_latency_ms)).await;
+    }
     if faults::token_error(index, knobs) {
         return sim.error(StatusCode::SERVICE_UNAVAILABLE, "injected");
     }
@@ -163,7 +166,7 @@ async fn token(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> 
         access_token: sim.issue(lifetime),
         apply_type: "Bearer".into(),
         create_time: epoch_secs().to_string(),
-        expires: lifetime.to_string(),
+        expires: knobs.token_expires.unwrap_or(lifetime).to_string(),
         scope: "default".into(),
         app_key: request.app_key.into_owned(),
         user_id: "Anonymous".into(),
@@ -215,6 +218,15 @@ async fn lookup(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) ->
     }
     let call_id = &request.call_id;
     match faults::decide(call_id, seen, knobs) {
+        Fault::Slow => {
+            tokio::time::sleep(Duration::from_millis(knobs.slow_ms)).await;
+            sim.stats.slow_answered();
+            sim.reply(
+                StatusCode::OK,
+                "application/json",
+                answer::render(call_id, knobs),
+            )
+        }
         Fault::None => sim.reply(
             StatusCode::OK,
             "application/json",

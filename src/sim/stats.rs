@@ -27,9 +27,14 @@ struct Inner {
     token_requests: u64,
     tokens_issued: u64,
     lookup_requests: u64,
-    /// Keyed by a 64-bit hash of the call ID, so millions of IDs stay small.
-    per_call_id: HashMap<u64, u32>,
+    /// Keyed by a 64-bit hash of the call ID, so millions of IDs stay small: requests so
+    /// far, and when the first came.
+    per_call_id: HashMap<u64, (u32, Instant)>,
     max_per_call_id: u32,
+    /// The longest time from a call ID's first request to a later one: how long a retried
+    /// row waited, back-off and queue included.
+    max_retry_span: Duration,
+    slow_answered: u64,
     by_status: BTreeMap<String, u64>,
     rejected_429: u64,
     /// Arrival instants of the last second, all requests: what the client sent.
@@ -104,13 +109,19 @@ impl Stats {
 
     /// Counts one request for the call ID hashed to `key`; returns how many came before it.
     pub(super) fn call_id_seen(&self, key: u64) -> u32 {
+        let now = Instant::now();
         let mut s = self.lock();
-        let count = s.per_call_id.entry(key).or_insert(0);
+        let (count, first) = s.per_call_id.entry(key).or_insert((0, now));
         let before = *count;
         *count += 1;
-        let now = *count;
-        s.max_per_call_id = s.max_per_call_id.max(now);
+        let (count, span) = (*count, now - *first);
+        s.max_per_call_id = s.max_per_call_id.max(count);
+        s.max_retry_span = s.max_retry_span.max(span);
         before
+    }
+
+    pub(super) fn slow_answered(&self) {
+        self.lock().slow_answered += 1;
     }
 
     /// Counts one answer under `label`: a status code, or `dropped` / `hung`.
@@ -143,6 +154,8 @@ impl Stats {
             "lookup_requests": s.lookup_requests,
             "distinct_call_ids": s.per_call_id.len(),
             "max_requests_per_call_id": s.max_per_call_id,
+            "max_retry_span_ms": s.max_retry_span.as_millis() as u64,
+            "slow_answered": s.slow_answered,
             "by_status": s.by_status,
             "rejected_429": s.rejected_429,
             "max_in_sliding_second": s.max_arrivals,

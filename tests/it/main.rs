@@ -14,4 +14,5 @@ mod rate;
 mod resume;
 mod secrets;
 mod shutdown;
+mod stress;
 mod tls;

@@ -170,7 +170,7 @@ pub fn run(mut cmd: Command) -> Run {
 pub fn enrich(sim: &Sim, input: &Path, output: &Path, args: &[&str]) -> Run {
     let mut c = callinfo(Some(sim));
     c.arg("enrich").arg(input).arg(output);
-    if !args.contains(&"--rate") {
+    if !args.iter().any(|a| a.starts_with("--rate")) {
         c.args(["--rate", "0"]);
     }
     c.args(args);
@@ -199,4 +199,29 @@ pub fn calls_csv(ids: &[String]) -> String {
 
 pub fn ids(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}{i}")).collect()
+}
+
+/// `callinfo enrich INPUT OUTPUT ARGS` started in the background, stderr captured.
+pub fn spawn_enrich(sim: &Sim, input: &Path, output: &Path, args: &[&str]) -> Child {
+    let mut c = callinfo(Some(sim));
+    c.arg("enrich").arg(input).arg(output).args(args);
+    c.stdout(Stdio::null()).stderr(Stdio::piped());
+    c.spawn().expect("spawn callinfo")
+}
+
+/// Wait for a background run; its exit status and stderr.
+pub fn finish(child: Child) -> (i32, String) {
+    let out = child.wait_with_output().expect("wait for callinfo");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+pub fn signal(child: &Child, sig: &str) {
+    let sent = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
 }
