@@ -75,10 +75,7 @@ pub async fn run(args: CheckArgs) -> Result<Status, Error> {
             return fail(format!("{url} answered 404: wrong base URL or path"))
         }
         Err(AuthError::Unavailable { url, cause }) => {
-            return fail(format!(
-                "cannot get a token from {url}: {}",
-                explain(&cause)
-            ))
+            return fail(format!("cannot get a token from {url}: {}", cause))
         }
     };
 
@@ -118,7 +115,7 @@ pub async fn run(args: CheckArgs) -> Result<Status, Error> {
             return fail(format!("{} answered 404: wrong base URL or path", client.url()))
         }
         (Verdict::Final(kind, message) | Verdict::Transient(kind, message), _) => {
-            return fail(format!("lookup failed as {kind} ({status}): {}", explain(&message)))
+            return fail(format!("lookup failed as {kind} ({status}): {}", message))
         }
     }
     println!("all good");
@@ -138,22 +135,6 @@ fn or_placeholder(value: &str) -> Box<str> {
 }
 
 /// Plain words for the causes people meet when setting up.
-fn explain(cause: &str) -> String {
-    let lower = cause.to_ascii_lowercase();
-    let hint = if lower.contains("certificate") || lower.contains("tls") {
-        "; TLS: the server's certificate is not trusted by this machine"
-    } else if lower.contains("refused") {
-        "; nothing listens there: check the host and port of --base-url"
-    } else if lower.contains("dns") || lower.contains("resolve") {
-        "; DNS: the host name does not resolve"
-    } else if lower.contains("proxy") {
-        "; check HTTPS_PROXY / NO_PROXY"
-    } else {
-        ""
-    };
-    format!("{cause}{hint}")
-}
-
 /// A proxy URL may carry a password: show only its scheme, host and port.
 fn redact(proxy: &str) -> String {
     match reqwest::Url::parse(proxy) {

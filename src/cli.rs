@@ -7,6 +7,8 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::engine::progress::ProgressMode;
 use crate::input::Format;
+use crate::output::Compression;
+use crate::FailOn;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -16,13 +18,14 @@ use crate::input::Format;
 )]
 pub struct Cli {
     /// More detail on stderr (-v: debug, -vv: trace). RUST_LOG overrides.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = LOGGING)]
     pub verbose: u8,
     /// Only errors on stderr.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = LOGGING)]
     pub quiet: bool,
     /// Log lines as text, or as JSON objects for log collectors.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text,
+          help_heading = LOGGING)]
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
@@ -96,81 +99,131 @@ pub struct CheckArgs {
     pub agent_id: String,
 }
 
+const INPUT: &str = "Input";
+const API: &str = "API";
+const PACING: &str = "Pacing";
+const RESUME: &str = "Resume and cache";
+const OUTPUT: &str = "Output";
+const LOGGING: &str = "Logging";
+
 #[derive(Args, Debug, Clone)]
 pub struct EnrichArgs {
-    /// Input file: .csv or .parquet, or `-` for CSV on stdin.
+    /// Input file: .csv, .tsv or .parquet, or `-` for CSV on stdin.
     pub input: PathBuf,
-    /// Output file: .csv or .parquet, or `-` for CSV on stdout (then --errors is required).
+    /// Output file: .csv, .tsv or .parquet, or `-` for CSV on stdout (then --errors is required).
     pub output: PathBuf,
-    /// The error report (CSV). Default: OUTPUT with its extension replaced by .errors.csv.
-    #[arg(long, value_name = "PATH")]
-    pub errors: Option<PathBuf>,
+
     /// Input format, when the extension does not say it.
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, help_heading = INPUT)]
     pub input_format: Option<Format>,
-    /// Output format, when the extension does not say it.
-    #[arg(long, value_enum)]
-    pub output_format: Option<Format>,
-
-    #[command(flatten)]
-    pub api: ApiArgs,
-
+    /// CSV field separator, for the input and a CSV output: one ASCII character, or `tab`
+    /// [default: tab for .tsv, else `,`].
+    #[arg(long, value_name = "CHAR", value_parser = parse_delimiter, help_heading = INPUT)]
+    pub delimiter: Option<u8>,
+    /// Only the first N data rows.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), help_heading = INPUT)]
+    pub limit: Option<u64>,
+    /// Read and check the whole input, count its rows and distinct keys, say how many the
+    /// journal and the cache already answer and how long the rest would take at --rate;
+    /// make no request at all and write nothing.
+    #[arg(long, help_heading = INPUT)]
+    pub dry_run: bool,
     /// Tenant ID for rows with no tenantId column or an empty cell.
-    #[arg(long, env = "CEC_TENANT_ID")]
+    #[arg(long, env = "CEC_TENANT_ID", help_heading = INPUT)]
     pub tenant_id: Option<String>,
     /// User ID for rows with no userId column or an empty cell.
-    #[arg(long, env = "CEC_USER_ID")]
+    #[arg(long, env = "CEC_USER_ID", help_heading = INPUT)]
     pub user_id: Option<String>,
     /// Agent ID for rows with no agentId column or an empty cell.
-    #[arg(long, env = "CEC_AGENT_ID")]
+    #[arg(long, env = "CEC_AGENT_ID", help_heading = INPUT)]
     pub agent_id: Option<String>,
     /// The call-ID column [default: the first of callId, call_id, callid, any case].
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", help_heading = INPUT)]
     pub call_id_column: Option<String>,
     /// The user-ID column [default: userId, user_id, userid].
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", help_heading = INPUT)]
     pub user_id_column: Option<String>,
     /// The tenant-ID column [default: tenantId, tenant_id, tenantid].
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", help_heading = INPUT)]
     pub tenant_id_column: Option<String>,
     /// The agent-ID column [default: agentId, agent_id, agentid].
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", help_heading = INPUT)]
     pub agent_id_column: Option<String>,
 
+    #[command(flatten, next_help_heading = API)]
+    pub api: ApiArgs,
+
     /// At most N requests per second, retries and token requests included (0: no limit).
-    #[arg(long, default_value_t = 20.0, value_name = "N")]
+    #[arg(long, default_value_t = 20.0, value_name = "N", help_heading = PACING)]
     pub rate: f64,
     /// At most N requests in flight (1 to 4096).
     #[arg(long, default_value_t = 32, value_name = "N",
-          value_parser = clap::value_parser!(u16).range(1..=4096))]
+          value_parser = clap::value_parser!(u16).range(1..=4096), help_heading = PACING)]
     pub concurrency: u16,
     /// Retries of a transient failure (429, 5xx, timeout, network) before giving up on a row
     /// (0 to 100).
     #[arg(long, default_value_t = 5, value_name = "N",
-          value_parser = clap::value_parser!(u32).range(0..=100))]
+          value_parser = clap::value_parser!(u32).range(0..=100), help_heading = PACING)]
     pub max_retries: u32,
     /// Token lifetime to ask for, in seconds (60 to 3600; the platform grants at most 3600).
     #[arg(long, default_value_t = 3600, value_name = "SECS",
-          value_parser = clap::value_parser!(u64).range(60..=3600))]
+          value_parser = clap::value_parser!(u64).range(60..=3600), help_heading = PACING)]
     pub token_lifetime: u64,
 
     /// Ignore and remove the journal of an earlier, unfinished run, and start over.
-    #[arg(long)]
+    #[arg(long, help_heading = RESUME)]
     pub fresh: bool,
     /// A store of outcomes shared across runs and jobs: keys already answered `ok` or
     /// `not_found` there are not looked up again. Created if missing.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", help_heading = RESUME)]
     pub cache: Option<PathBuf>,
 
+    /// The error report (CSV). Default: OUTPUT with its extension replaced by .errors.csv.
+    #[arg(long, value_name = "PATH", help_heading = OUTPUT)]
+    pub errors: Option<PathBuf>,
+    /// Output format, when the extension does not say it.
+    #[arg(long, value_enum, help_heading = OUTPUT)]
+    pub output_format: Option<Format>,
+    /// The added columns, in this order, comma-separated [default: all of caller, called,
+    /// media_ability, call_data, call_skill_id, call_skill, call_type, lookup_status].
+    #[arg(long, value_name = "NAMES", value_delimiter = ',', help_heading = OUTPUT)]
+    pub columns: Vec<String>,
+    /// Put this before each added column's name, e.g. `cec_` when the input already has a
+    /// `caller` column.
+    #[arg(long, value_name = "TEXT", default_value = "", help_heading = OUTPUT)]
+    pub prefix: String,
+    /// Parquet output's compression.
+    #[arg(long, value_enum, default_value_t = Compression::Zstd, help_heading = OUTPUT)]
+    pub compression: Compression,
+    /// Rows per Parquet row group (memory holds one while it is written).
+    #[arg(long, value_name = "N", default_value_t = 65536,
+          value_parser = clap::value_parser!(u64).range(1..=1_048_576), help_heading = OUTPUT)]
+    pub row_group_rows: u64,
+    /// Which failed rows make the exit status 3: any; only those a rerun may change
+    /// (transient ones and 401s); or never (exit 0 once the run is complete).
+    #[arg(long, value_enum, env = "CALLINFO_FAIL_ON", default_value_t = FailOn::Any,
+          help_heading = OUTPUT)]
+    pub fail_on: FailOn,
     /// Progress display on stderr.
-    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto, help_heading = OUTPUT)]
     pub progress: ProgressMode,
     /// Seconds between progress log lines when stderr is not a terminal.
-    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    #[arg(long, default_value_t = 10.0, value_name = "SECS", help_heading = OUTPUT)]
     pub progress_interval: f64,
     /// Write the run's figures as JSON to PATH.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", help_heading = OUTPUT)]
     pub summary_json: Option<PathBuf>,
+}
+
+/// `--delimiter`: one ASCII character, or `tab` / `\t`.
+fn parse_delimiter(s: &str) -> Result<u8, String> {
+    match s {
+        "tab" | "\\t" | "\t" => Ok(b'\t'),
+        _ if s.len() == 1 && s.is_ascii() => Ok(s.as_bytes()[0]),
+        _ => Err(format!(
+            "`{s}` is not one ASCII character (use `tab` for a tab)"
+        )),
+    }
 }
 
 #[derive(Args, Debug, Clone)]

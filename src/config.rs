@@ -7,8 +7,9 @@ use std::time::Duration;
 use crate::cli::{ApiArgs, EnrichArgs};
 use crate::engine::progress::ProgressMode;
 use crate::input::{FieldSpec, Format, KeySpec, Source};
-use crate::output::Destination;
+use crate::output::{Destination, Layout, Selection};
 use crate::secret::Secret;
+use crate::FailOn;
 
 /// Everything an enrich run needs, checked.
 #[derive(Debug)]
@@ -32,6 +33,12 @@ pub struct Job {
     pub progress: ProgressMode,
     pub progress_interval: Duration,
     pub summary_json: Option<PathBuf>,
+    /// CSV input's field separator.
+    pub delimiter: u8,
+    pub layout: Layout,
+    pub limit: Option<u64>,
+    pub dry_run: bool,
+    pub fail_on: FailOn,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +75,8 @@ pub enum ConfigError {
         second: &'static str,
         path: String,
     },
+    #[error("--columns: {0}")]
+    Columns(String),
     #[error("{0}")]
     Usage(&'static str),
 }
@@ -190,6 +199,28 @@ impl Job {
             }),
         };
         let field = |column: Option<String>, default: Option<String>| FieldSpec { column, default };
+        let tsv = |p: Option<&Path>| {
+            p.and_then(|p| p.extension())
+                .is_some_and(|e| e.eq_ignore_ascii_case("tsv"))
+        };
+        let separator = |path: Option<&Path>| {
+            args.delimiter
+                .unwrap_or(if tsv(path) { b'\t' } else { b',' })
+        };
+        let delimiter = separator(match &input {
+            Source::File(p) => Some(p),
+            Source::Stdin => None,
+        });
+        let layout = Layout {
+            columns: Selection::parse(&args.columns, args.prefix.clone())
+                .map_err(ConfigError::Columns)?,
+            delimiter: separator(match &output {
+                Destination::File(p) => Some(p),
+                Destination::Stdout => None,
+            }),
+            compression: args.compression,
+            row_group_rows: args.row_group_rows as usize,
+        };
         Ok(Job {
             input,
             input_format,
@@ -218,6 +249,11 @@ impl Job {
                 "a number of seconds above 0 and at most 86400",
             )?,
             summary_json: args.summary_json,
+            delimiter,
+            layout,
+            limit: args.limit,
+            dry_run: args.dry_run,
+            fail_on: args.fail_on,
         })
     }
 }
@@ -290,6 +326,11 @@ fn check_url(url: &str) -> Result<String, ConfigError> {
         url: url.to_owned(),
         why: why.to_owned(),
     };
+    if !url.contains("://") {
+        return Err(bad(&format!(
+            "no https:// in front; write --base-url https://{url} (or http:// for a plain-HTTP server such as the simulator)"
+        )));
+    }
     let parsed = reqwest::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
     if !matches!(parsed.scheme(), "https" | "http") {
         return Err(bad("the scheme must be https (or http)"));

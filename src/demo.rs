@@ -78,6 +78,11 @@ pub async fn run(args: DemoArgs, shutdown: Shutdown) -> Result<Status, Error> {
         max_retries: 5,
         token_lifetime: Duration::from_secs(3600),
         progress: ProgressMode::Never,
+        delimiter: b',',
+        layout: crate::output::Layout::default(),
+        limit: None,
+        dry_run: false,
+        fail_on: crate::FailOn::Any,
         progress_interval: Duration::from_secs(10),
         summary_json: None,
     };

@@ -2,7 +2,7 @@
 //! run produced. The reader and writer run on blocking threads, the lookups on the async
 //! runtime, joined by bounded channels; the journal records every lookup as it finishes.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,15 +13,16 @@ use crate::api::auth::TokenProvider;
 use crate::api::client::Client;
 use crate::backoff::Backoff;
 use crate::config::Job;
-use crate::engine::progress::{Progress, Size};
+use crate::engine::progress::{Progress, ReadSoFar, Size};
 use crate::engine::{End, Engine, Lookups, Memo, Shared, Stats};
 use crate::input::{InputError, Read, Reader};
 use crate::journal::{Ending, Journal};
+use crate::outcome::LookupKind;
 use crate::output::{Done, OutputError, Writer};
 use crate::pace::Pacer;
 use crate::store::{Environment, Role, Store, StoreError};
 use crate::summary::Summary;
-use crate::{api, Error, Shutdown, Status};
+use crate::{api, Error, FailOn, Shutdown, Status};
 
 /// Batches queued between stages: enough to keep each busy, few enough to bound memory.
 const QUEUE: usize = 2;
@@ -36,17 +37,26 @@ pub struct Report {
     /// Rows the input has, where known (for the interrupted message).
     pub total_rows: Option<u64>,
     pub journal: std::path::PathBuf,
+    pub errors: std::path::PathBuf,
+    /// Failed rows that a rerun looks up again; with none, the journal was removed.
+    pub rerun_may_change: u64,
 }
 
 pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
     let started = Instant::now();
     let env = Environment::new(&job.api.base_url, &job.api.app_key);
-    let reader = Reader::open(&job.input, job.input_format, &job.keys)?;
-    let total_rows = reader.total_rows;
+    let reader = Reader::open(&job.input, job.input_format, &job.keys, job.delimiter)?;
+    let total_rows = reader.total_rows.map(|t| job.limit.map_or(t, |l| t.min(l)));
     // The writer's temporary files are made first, which checks the output directory; then
     // the journal's lock: a second run on this output stops there, before it touches the
     // files of the run that holds it. Only then are a killed run's leftovers cleared.
-    let writer = Writer::create(&job.output, job.output_format, &job.errors, &reader.schema)?;
+    let writer = Writer::create(
+        &job.output,
+        job.output_format,
+        &job.errors,
+        &reader.schema,
+        &job.layout,
+    )?;
     let journal = {
         let (path, fresh, env) = (job.journal.clone(), job.fresh, env.clone());
         blocking(move || Journal::open(&path, fresh, &env)).await?
@@ -96,8 +106,14 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
 
     let result = pipeline(&job, reader, writer, &engine, &shutdown).await;
     keeper.cancel();
+    // Rows a rerun could answer differently: transient failures and 401s.
+    let rerun_may_change: u64 = LookupKind::ALL
+        .iter()
+        .filter(|k| k.retry_on_rerun())
+        .map(|k| stats.failed(*k))
+        .sum();
     let ending = match result {
-        Ok(Some(())) if stats.failed_total() == 0 => Ending::Done,
+        Ok(Some(())) if rerun_may_change == 0 => Ending::Done,
         _ => Ending::RerunHasWork,
     };
     let closed = blocking(move || {
@@ -107,7 +123,17 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
         journal.close(ending)
     })
     .await;
-    let report = |status: Status| Report {
+    let failed = stats.failed_total();
+    let status = match result? {
+        None => Status::Interrupted,
+        Some(()) => match job.fail_on {
+            FailOn::Any if failed > 0 => Status::SomeFailed,
+            FailOn::Transient if rerun_may_change > 0 => Status::SomeFailed,
+            _ => Status::AllOk,
+        },
+    };
+    closed?;
+    Ok(Report {
         status,
         summary: Summary::new(
             &stats,
@@ -118,14 +144,9 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
         ),
         total_rows,
         journal: job.journal.clone(),
-    };
-    let status = match result? {
-        None => Status::Interrupted,
-        Some(()) if stats.failed_total() == 0 => Status::AllOk,
-        Some(()) => Status::SomeFailed,
-    };
-    closed?;
-    Ok(report(status))
+        errors: job.errors.clone(),
+        rerun_may_change,
+    })
 }
 
 /// Run the stages; `Ok(None)` when a signal stopped the run before the end.
@@ -137,13 +158,15 @@ async fn pipeline(
     shutdown: &Shutdown,
 ) -> Result<Option<()>, Error> {
     let stats = engine.shared.lookups.stats.clone();
-    let bytes_read = Arc::new(AtomicU64::new(0));
+    let read = Arc::new(ReadSoFar::default());
     let size = Size {
-        rows: reader.total_rows,
-        bytes: reader.total_bytes.map(|t| (t, bytes_read.clone())),
+        rows: reader.total_rows.map(|t| job.limit.map_or(t, |l| t.min(l))),
+        bytes: reader.total_bytes.map(|t| (t, read.clone())),
+        limit: job.limit,
     };
     let (batch_tx, batch_rx) = mpsc::channel(QUEUE);
-    tokio::task::spawn_blocking(move || read_all(reader, batch_tx, bytes_read));
+    let limit = job.limit;
+    tokio::task::spawn_blocking(move || read_all(reader, limit, batch_tx, &read));
     let (done_tx, done_rx) = mpsc::channel(QUEUE);
     let write_task = tokio::task::spawn_blocking(move || write_all(writer, done_rx));
 
@@ -167,17 +190,30 @@ async fn pipeline(
     Ok(Some(()))
 }
 
-/// Batches, then `End`. On an error it stops after sending it; a panic ends the thread
-/// without `End`, which the engine takes as the failure it is.
-fn read_all(mut reader: Reader, tx: mpsc::Sender<Result<Read, InputError>>, bytes: Arc<AtomicU64>) {
-    while let Some(batch) = reader.next_batch() {
-        #[cfg(debug_assertions)]
-        if let Ok(b) = &batch {
+/// Batches, then `End`: at the end of the input, or after `limit` rows. On an error it
+/// stops after sending it; a panic ends the thread without `End`, which the engine takes as
+/// the failure it is.
+fn read_all(
+    mut reader: Reader,
+    limit: Option<u64>,
+    tx: mpsc::Sender<Result<Read, InputError>>,
+    read: &ReadSoFar,
+) {
+    let mut left = limit.unwrap_or(u64::MAX);
+    while left > 0 {
+        let Some(mut batch) = reader.next_batch() else {
+            break;
+        };
+        if let Ok(b) = &mut batch {
+            #[cfg(debug_assertions)]
             test_hooks::reader_batch(b.first_row);
+            b.truncate(left);
+            left -= b.data.num_rows() as u64;
+            read.rows.fetch_add(b.data.num_rows() as u64, Relaxed);
         }
         let failed = batch.is_err();
         if let Some(b) = reader.bytes_read() {
-            bytes.store(b, Relaxed);
+            read.bytes.store(b, Relaxed);
         }
         if tx.blocking_send(batch.map(Read::Batch)).is_err() || failed {
             return;

@@ -22,6 +22,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod dry_run;
 pub mod engine;
 pub mod enrich;
 pub mod input;
@@ -56,6 +57,17 @@ impl Status {
             Status::Interrupted => 130,
         }
     }
+}
+
+/// `--fail-on`: which failed rows make a complete run exit 3.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FailOn {
+    /// Any failed row (the contract's default).
+    Any,
+    /// Only rows a rerun may change: transient failures and 401s.
+    Transient,
+    /// None: a complete run exits 0, its failures in the report.
+    Never,
 }
 
 /// Every way a command can fail; [`Error::code`] maps each to an exit status.
@@ -104,6 +116,9 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<Status, Error> {
         Command::Enrich(args) => {
             let summary_path = args.summary_json.clone();
             let job = config::Job::from_args(*args)?;
+            if job.dry_run {
+                return dry_run::run(job).await;
+            }
             let report = enrich::run(job, shutdown).await?;
             tell(&report);
             if let Some(path) = summary_path {
@@ -158,22 +173,35 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<Status, Error> {
 /// The run's last line on stderr.
 fn tell(report: &enrich::Report) {
     let s = &report.summary;
-    match report.status {
-        Status::Interrupted => {
-            let of = report.total_rows.map(|t| format!(" of {t}")).unwrap_or_default();
-            eprintln!(
-                "callinfo: interrupted: {}{of} rows done, {} lookups saved in {}; nothing was written under the output name; run the same command again to finish",
-                s.rows,
-                s.lookups,
-                report.journal.display()
-            )
-        }
-        Status::SomeFailed => eprintln!(
-            "callinfo: {}; the failed rows are in the error report; rerunning the same command retries the transient ones (journal {})",
-            s.line(),
+    if report.status == Status::Interrupted {
+        let of = report
+            .total_rows
+            .map(|t| format!(" of {t}"))
+            .unwrap_or_default();
+        eprintln!(
+            "callinfo: interrupted: {}{of} rows done, {} saved in {}; nothing was written under the output name; run the same command again to finish",
+            s.rows,
+            summary::count(s.lookups, "lookup"),
             report.journal.display()
-        ),
-        Status::AllOk => eprintln!("callinfo: {}", s.line()),
+        );
+        return;
+    }
+    if s.failed == 0 {
+        eprintln!("callinfo: {}", s.line());
+    } else if report.rerun_may_change > 0 {
+        eprintln!(
+            "callinfo: {}; the failed rows are in {}; rerunning the same command looks up the {} that may pass now (journal {})",
+            s.line(),
+            report.errors.display(),
+            report.rerun_may_change,
+            report.journal.display()
+        );
+    } else {
+        eprintln!(
+            "callinfo: {}; the failed rows are in {}; a rerun would not change them (not found, or bad input or request), so the journal was removed",
+            s.line(),
+            report.errors.display()
+        );
     }
 }
 

@@ -215,7 +215,7 @@ impl Store {
              UPDATE meta SET value = value + 1 WHERE key = 'runs';",
         )
         .map_err(&err)?;
-        check_environment(&conn, env, role, &name)?;
+        check_environment(&conn, env, role, &name, true)?;
         conn.pragma_update(None, "application_id", APPLICATION_ID)
             .map_err(&err)?;
         conn.pragma_update(None, "user_version", FORMAT_VERSION)
@@ -315,49 +315,18 @@ impl Store {
         keys: impl IntoIterator<Item = &'k CallKey>,
     ) -> Result<Vec<Option<(Arc<Outcome>, Found)>>, StoreError> {
         let conn = self.reader.lock().unwrap();
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT status, caller, called, media_ability, call_data, call_skill_id,
-                        call_skill, call_type, http_status, attempts, message, run
-                 FROM outcomes
-                 WHERE call_id = ?1 AND user_id = ?2 AND tenant_id = ?3 AND agent_id = ?4",
-            )
-            .map_err(sqlite_error(&self.path.display().to_string()))?;
         let mut found = Vec::new();
-        for key in keys {
-            if let Some(o) = self.pending(key) {
-                found.push(Some((o, Found::ThisRun)));
-                continue;
-            }
-            let row = stmt
-                .query_row(
-                    params![
-                        &*key.call_id,
-                        &*key.user_id,
-                        &*key.tenant_id,
-                        &*key.agent_id
-                    ],
-                    read_outcome,
-                )
-                .optional()
-                .map_err(sqlite_error(&self.path.display().to_string()))?;
-            found.push(row.and_then(|(outcome, run)| self.reusable(outcome, run)));
-        }
+        select(&conn, &self.path, keys, |key, row| {
+            let Some(row) = row else {
+                // Put by this run and not yet committed: answered from memory.
+                let pending = self.pending(key)?;
+                found.push(Some((pending, Found::ThisRun)));
+                return Some(());
+            };
+            found.push(row.and_then(|(outcome, run)| reusable(outcome, run, self.run)));
+            Some(())
+        })?;
         Ok(found)
-    }
-
-    fn reusable(&self, outcome: Outcome, run: i64) -> Option<(Arc<Outcome>, Found)> {
-        let found = if run == self.run {
-            Found::ThisRun
-        } else {
-            Found::Earlier
-        };
-        // A transient failure of an earlier run is what a rerun is for: try it again.
-        let stale = matches!(&outcome, Outcome::Failed(f) if f.kind.retry_on_rerun());
-        if found == Found::Earlier && stale {
-            return None;
-        }
-        Some((Arc::new(outcome), found))
     }
 
     /// Record an outcome for this run. Waits only when the writer is far behind.
@@ -411,6 +380,109 @@ impl Drop for Store {
     }
 }
 
+/// A look into an existing store that changes nothing in it (`--dry-run`).
+pub struct Peek {
+    path: PathBuf,
+    conn: Connection,
+}
+
+impl Peek {
+    /// `None` when there is no such file yet.
+    pub fn open(path: &Path, role: Role, env: &Environment) -> Result<Option<Peek>, StoreError> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let name = path.display().to_string();
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(sqlite_error(&name))?;
+        let app: i32 = conn
+            .pragma_query_value(None, "application_id", |r| r.get(0))
+            .unwrap_or(-1);
+        let version: i32 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap_or(-1);
+        if app != APPLICATION_ID || version != FORMAT_VERSION {
+            return Err(StoreError::Incompatible {
+                path: name,
+                role: role.name(),
+                found: if app == APPLICATION_ID { version } else { -1 },
+            });
+        }
+        check_environment(&conn, env, role, &name, false)?;
+        Ok(Some(Peek {
+            path: path.to_owned(),
+            conn,
+        }))
+    }
+
+    /// For each key, whether a run would reuse the store's outcome instead of looking it up.
+    pub fn reusable<'k>(
+        &self,
+        keys: impl IntoIterator<Item = &'k CallKey>,
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut found = Vec::new();
+        select(&self.conn, &self.path, keys, |_, row| {
+            found.push(row?.and_then(|(o, run)| reusable(o, run, 0)).is_some());
+            Some(())
+        })?;
+        Ok(found)
+    }
+}
+
+/// The outcome SELECT for each key. `each` is first called with `None`, and returns `Some`
+/// when it answered the key from memory; otherwise it is called again with the row read.
+fn select<'k>(
+    conn: &Connection,
+    path: &Path,
+    keys: impl IntoIterator<Item = &'k CallKey>,
+    mut each: impl FnMut(&CallKey, Option<Option<(Outcome, i64)>>) -> Option<()>,
+) -> Result<(), StoreError> {
+    let name = path.display().to_string();
+    let err = sqlite_error(&name);
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT status, caller, called, media_ability, call_data, call_skill_id,
+                    call_skill, call_type, http_status, attempts, message, run
+             FROM outcomes
+             WHERE call_id = ?1 AND user_id = ?2 AND tenant_id = ?3 AND agent_id = ?4",
+        )
+        .map_err(&err)?;
+    for key in keys {
+        if each(key, None).is_some() {
+            continue;
+        }
+        let row = stmt
+            .query_row(
+                params![
+                    &*key.call_id,
+                    &*key.user_id,
+                    &*key.tenant_id,
+                    &*key.agent_id
+                ],
+                read_outcome,
+            )
+            .optional()
+            .map_err(&err)?;
+        each(key, Some(row));
+    }
+    Ok(())
+}
+
+/// An outcome recorded by run `recorded`, as seen by run `this`: reused unless it is a
+/// transient failure of an earlier run, which is what a rerun is for.
+fn reusable(outcome: Outcome, recorded: i64, this: i64) -> Option<(Arc<Outcome>, Found)> {
+    let found = if recorded == this {
+        Found::ThisRun
+    } else {
+        Found::Earlier
+    };
+    let stale = matches!(&outcome, Outcome::Failed(f) if f.kind.retry_on_rerun());
+    if found == Found::Earlier && stale {
+        return None;
+    }
+    Some((Arc::new(outcome), found))
+}
+
 /// Delete a store's files, if they exist (`--fresh`, and a journal with nothing left to do).
 pub fn remove_files(path: &Path) {
     for suffix in ["", "-wal", "-shm"] {
@@ -452,6 +524,7 @@ fn check_environment(
     env: &Environment,
     role: Role,
     path: &str,
+    record: bool,
 ) -> Result<(), StoreError> {
     let err = sqlite_error(path);
     let get = |key: &str| -> Result<Option<String>, StoreError> {
@@ -466,6 +539,7 @@ fn check_environment(
             base_url,
             app_key_sha256,
         },
+        _ if !record => return Ok(()),
         _ => {
             conn.execute(
                 "INSERT OR REPLACE INTO environment VALUES ('base_url', ?1), ('app_key_sha256', ?2)",

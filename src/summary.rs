@@ -89,7 +89,8 @@ impl Summary {
         }
     }
 
-    /// `300 rows: 290 ok, 10 failed (5 not_found, 5 invalid_input); ...`
+    /// `300 rows: 290 ok, 10 failed (5 not_found, 5 invalid_input); ...`, in the words of
+    /// the JSON summary.
     pub fn line(&self) -> String {
         let kinds: Vec<String> = self
             .failed_by_kind
@@ -102,18 +103,28 @@ impl Summary {
         } else {
             format!("{} failed ({})", self.failed, kinds.join(", "))
         };
-        let reused = self.deduplicated + self.from_journal + self.from_cache;
         format!(
-            "{} rows: {} ok, {failed}; {} reused; {} requests ({} retries, {} throttled, {} token) in {:.1}s, {:.0} rows/s",
+            "{} rows: {} ok, {failed}; {} deduplicated, {} from journal, {} from cache; {} ({}, {} x 429, {}) in {:.1}s, {:.0} rows/s",
             self.rows,
             self.ok,
-            reused,
-            self.requests,
-            self.retries,
+            self.deduplicated,
+            self.from_journal,
+            self.from_cache,
+            count(self.requests, "request"),
+            count(self.retries, "retry"),
             self.throttled_429,
-            self.token_requests,
+            count(self.token_requests, "token request"),
             self.elapsed_s,
             self.rows_per_s
         )
+    }
+}
+
+/// `1 request`, `2 requests`, `1 retry`, `3 retries`.
+pub fn count(n: u64, one: &str) -> String {
+    match (n, one.strip_suffix('y')) {
+        (1, _) => format!("1 {one}"),
+        (_, Some(stem)) => format!("{n} {stem}ies"),
+        (_, None) => format!("{n} {one}s"),
     }
 }

@@ -317,7 +317,7 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 }
 
 /// A transport error in a few words, from the innermost cause ("connection refused"),
-/// without the request's URL or headers.
+/// without the request's URL or headers, and what to check.
 pub fn describe(e: &reqwest::Error) -> String {
     let what = if e.is_connect() {
         "cannot connect"
@@ -331,8 +331,30 @@ pub fn describe(e: &reqwest::Error) -> String {
         cause = Some(inner);
     }
     match cause {
-        Some(c) => format!("{what}: {c}"),
+        Some(c) => {
+            let c = c.to_string();
+            format!("{what}: {c}{}", hint(&c))
+        }
         None => what.to_owned(),
+    }
+}
+
+/// What to check for a transport failure, where its cause says.
+fn hint(cause: &str) -> &'static str {
+    let lower = cause.to_ascii_lowercase();
+    if lower.contains("invalidcontenttype") || lower.contains("corrupt message") {
+        "; the server answered in plain HTTP, not TLS: use http:// in --base-url"
+    } else if lower.contains("certificate") || lower.contains("tls") {
+        "; TLS: the server's certificate is not trusted by this machine (see --ca-cert)"
+    } else if lower.contains("refused") {
+        "; nothing listens there: check the host and port of --base-url"
+    } else if lower.contains("dns") || lower.contains("resolve") || lower.contains("lookup address")
+    {
+        "; DNS: the host name does not resolve"
+    } else if lower.contains("proxy") {
+        "; check HTTPS_PROXY / NO_PROXY"
+    } else {
+        ""
     }
 }
 

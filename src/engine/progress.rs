@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::stats::Stats;
 use crate::pace::Pacer;
+use crate::summary::count;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ProgressMode {
@@ -22,22 +23,35 @@ pub enum ProgressMode {
     Never,
 }
 
+/// How far the reader has got, updated once per batch.
+#[derive(Default)]
+pub struct ReadSoFar {
+    pub rows: AtomicU64,
+    pub bytes: AtomicU64,
+}
+
 /// What the progress display knows of the input's size.
 pub struct Size {
     /// Exact row count (Parquet).
     pub rows: Option<u64>,
-    /// Total bytes and bytes read so far (CSV): rows are estimated from their ratio.
-    pub bytes: Option<(u64, Arc<AtomicU64>)>,
+    /// Total bytes, and how far the reader has got (CSV): the rows in the file are the rows
+    /// read so far scaled by the share of the bytes they took, right from the first batch.
+    pub bytes: Option<(u64, Arc<ReadSoFar>)>,
+    /// `--limit`: never more than this.
+    pub limit: Option<u64>,
 }
 
 impl Size {
-    fn estimate(&self, rows_done: u64) -> Option<u64> {
-        if let Some(rows) = self.rows {
-            return Some(rows);
-        }
-        let (total, read) = self.bytes.as_ref()?;
-        let read = read.load(Relaxed);
-        (read > 0 && rows_done > 0).then(|| (rows_done as f64 * *total as f64 / read as f64) as u64)
+    fn estimate(&self) -> Option<u64> {
+        let rows = match (self.rows, &self.bytes) {
+            (Some(rows), _) => Some(rows),
+            (None, Some((total, read))) => {
+                let (rows, bytes) = (read.rows.load(Relaxed), read.bytes.load(Relaxed));
+                (rows > 0 && bytes > 0).then(|| (rows as f64 * *total as f64 / bytes as f64) as u64)
+            }
+            (None, None) => None,
+        }?;
+        Some(self.limit.map_or(rows, |l| rows.min(l)))
     }
 }
 
@@ -80,6 +94,7 @@ struct Snapshot {
     total: Option<u64>,
     lookups_per_s: f64,
     errors: u64,
+    retries: u64,
     throttled: u64,
     /// The pace requests go out at: `--rate`, or lower after 429s.
     pace: String,
@@ -90,9 +105,10 @@ fn snapshot(stats: &Stats, pacer: &Pacer, size: &Size, started: Instant) -> Snap
     let secs = started.elapsed().as_secs_f64().max(1e-3);
     Snapshot {
         rows,
-        total: size.estimate(rows),
+        total: size.estimate(),
         lookups_per_s: Stats::get(&stats.requests) as f64 / secs,
         errors: stats.failed_total(),
+        retries: Stats::get(&stats.retries),
         throttled: Stats::get(&stats.throttled),
         pace: match pacer.effective_rate() {
             Some(r) => format!("{r:.1}/s"),
@@ -120,8 +136,12 @@ async fn draw_bar(stats: Arc<Stats>, pacer: Arc<Pacer>, size: Size, stop: Cancel
         }
         bar.set_position(s.rows);
         bar.set_message(format!(
-            "{:.0} lookups/s  pace {}  {} errors  {} throttled",
-            s.lookups_per_s, s.pace, s.errors, s.throttled
+            "{:.0} lookups/s  pace {}  {}  {}  {} x 429",
+            s.lookups_per_s,
+            s.pace,
+            count(s.errors, "error"),
+            count(s.retries, "retry"),
+            s.throttled
         ));
     }
     bar.finish_and_clear();
@@ -147,11 +167,12 @@ async fn log_lines(
             None => String::new(),
         };
         tracing::info!(
-            "progress: {}{of} rows, {:.1} lookups/s, pace {}, {} errors, {} throttled",
+            "progress: {}{of} rows, {:.1} lookups/s, pace {}, {}, {}, {} x 429",
             s.rows,
             s.lookups_per_s,
             s.pace,
-            s.errors,
+            count(s.errors, "error"),
+            count(s.retries, "retry"),
             s.throttled
         );
     }

@@ -22,7 +22,11 @@ pub(super) struct CsvReader {
 }
 
 impl CsvReader {
-    pub(super) fn open(source: &Source, spec: &KeySpec) -> Result<Reader, InputError> {
+    pub(super) fn open(
+        source: &Source,
+        spec: &KeySpec,
+        delimiter: u8,
+    ) -> Result<Reader, InputError> {
         let file = source.name();
         let io = |source| InputError::Io {
             file: file.clone(),
@@ -46,6 +50,7 @@ impl CsvReader {
             buffered.consume(3);
         }
         let mut reader = csv::ReaderBuilder::new()
+            .delimiter(delimiter)
             .has_headers(true)
             .flexible(false)
             .from_reader(Box::new(buffered) as Box<dyn Read + Send>);

@@ -32,22 +32,23 @@ struct Field {
 const CALL_ID: Field = Field {
     wanted: "call ID",
     aliases: &["callId", "call_id", "callid"],
-    flag: "--call-id-column",
+    flag: "name it with --call-id-column",
 };
 const USER_ID: Field = Field {
     wanted: "user ID",
     aliases: &["userId", "user_id", "userid"],
-    flag: "--user-id-column, or give every row one with --user-id",
+    flag: "name it with --user-id-column, or give every row one with --user-id or env CEC_USER_ID",
 };
 const TENANT_ID: Field = Field {
     wanted: "tenant ID",
     aliases: &["tenantId", "tenant_id", "tenantid"],
-    flag: "--tenant-id-column, or give every row one with --tenant-id",
+    flag: "name it with --tenant-id-column, or give every row one with --tenant-id or env CEC_TENANT_ID",
 };
 const AGENT_ID: Field = Field {
     wanted: "agent ID",
     aliases: &["agentId", "agent_id", "agentid"],
-    flag: "--agent-id-column, or give every row one with --agent-id",
+    flag:
+        "name it with --agent-id-column, or give every row one with --agent-id or env CEC_AGENT_ID",
 };
 
 /// Where each key field comes from in this input.
@@ -66,12 +67,41 @@ struct Column {
 }
 
 impl KeyColumns {
+    /// Every missing column is named at once, with the flags that supply it.
     pub fn find(schema: &Schema, spec: &KeySpec, file: &str) -> Result<KeyColumns, InputError> {
-        Ok(KeyColumns {
-            call_id: locate(schema, &spec.call_id, &CALL_ID, file, true)?,
-            user_id: locate(schema, &spec.user_id, &USER_ID, file, false)?,
-            tenant_id: locate(schema, &spec.tenant_id, &TENANT_ID, file, false)?,
-            agent_id: locate(schema, &spec.agent_id, &AGENT_ID, file, false)?,
+        let mut missing = Vec::new();
+        let mut find = |spec: &FieldSpec, field: &Field, required: bool| match locate(
+            schema, spec, field, file, required,
+        ) {
+            Ok(column) => Ok(column),
+            Err(Located::Missing(what)) => {
+                missing.push(what);
+                Ok(Column {
+                    index: None,
+                    default: None,
+                })
+            }
+            Err(Located::Error(e)) => Err(e),
+        };
+        let columns = KeyColumns {
+            call_id: find(&spec.call_id, &CALL_ID, true)?,
+            user_id: find(&spec.user_id, &USER_ID, false)?,
+            tenant_id: find(&spec.tenant_id, &TENANT_ID, false)?,
+            agent_id: find(&spec.agent_id, &AGENT_ID, false)?,
+        };
+        if missing.is_empty() {
+            return Ok(columns);
+        }
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        Err(InputError::MissingColumns {
+            file: file.to_owned(),
+            missing: missing.join("; "),
+            found: if names.is_empty() {
+                "none".into()
+            } else {
+                names.join(", ")
+            },
+            hint: delimiter_hint(&names),
         })
     }
 
@@ -128,21 +158,33 @@ impl KeyColumns {
     }
 }
 
+enum Located {
+    /// What is missing and how to supply it, for the one message naming them all.
+    Missing(String),
+    Error(InputError),
+}
+
 fn locate(
     schema: &Schema,
     spec: &FieldSpec,
     field: &Field,
     file: &str,
     required: bool,
-) -> Result<Column, InputError> {
+) -> Result<Column, Located> {
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let missing = |looked_for: String| {
+        Located::Missing(format!(
+            "no {} column (looked for {looked_for}): {}",
+            field.wanted, field.flag
+        ))
+    };
     let index = match &spec.column {
         Some(name) => Some(
             names
                 .iter()
                 .position(|n| n == name)
                 .or_else(|| names.iter().position(|n| n.eq_ignore_ascii_case(name)))
-                .ok_or_else(|| missing(field, &names, file, format!("`{name}`")))?,
+                .ok_or_else(|| missing(format!("`{name}`")))?,
         ),
         None => field
             .aliases
@@ -150,11 +192,10 @@ fn locate(
             .find_map(|alias| names.iter().position(|n| n.eq_ignore_ascii_case(alias))),
     };
     if index.is_none() && (required || spec.default.is_none()) {
-        let aliases = field.aliases.join(", ");
-        return Err(missing(field, &names, file, aliases));
+        return Err(missing(field.aliases.join(", ")));
     }
     if let Some(i) = index {
-        check_type(schema.field(i).data_type(), names[i], field, file)?;
+        check_type(schema.field(i).data_type(), names[i], field, file).map_err(Located::Error)?;
     }
     Ok(Column {
         index,
@@ -162,18 +203,18 @@ fn locate(
     })
 }
 
-fn missing(field: &Field, names: &[&str], file: &str, aliases: String) -> InputError {
-    InputError::MissingColumn {
-        file: file.to_owned(),
-        wanted: field.wanted,
-        aliases,
-        found: if names.is_empty() {
-            "none".into()
-        } else {
-            names.join(", ")
-        },
-        flag: field.flag,
+/// A header read as one column that holds a `;`, a tab or a `|` was split on the wrong
+/// separator: say which one it looks like.
+fn delimiter_hint(names: &[&str]) -> String {
+    let [only] = names else {
+        return String::new();
+    };
+    for (c, shown, arg) in [(';', ";", "';'"), ('\t', "tab", "tab"), ('|', "|", "'|'")] {
+        if only.contains(c) {
+            return format!("; the file looks {shown}-separated: pass --delimiter {arg}");
+        }
     }
+    String::new()
 }
 
 /// IDs must come through exactly: text and integers do, floats do not.

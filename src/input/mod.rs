@@ -29,7 +29,7 @@ impl Format {
     pub fn from_path(path: &Path) -> Option<Format> {
         let ext = path.extension()?.to_str()?.to_ascii_lowercase();
         match ext.as_str() {
-            "csv" => Some(Format::Csv),
+            "csv" | "tsv" => Some(Format::Csv),
             "parquet" | "pq" => Some(Format::Parquet),
             _ => None,
         }
@@ -68,6 +68,17 @@ pub struct Batch {
     pub keys: Vec<RowKey>,
 }
 
+impl Batch {
+    /// Keep only the first `rows` rows (`--limit`).
+    pub fn truncate(&mut self, rows: u64) {
+        let n = self.data.num_rows();
+        if (rows as usize) < n {
+            self.data = self.data.slice(0, rows as usize);
+            self.keys.truncate(rows as usize);
+        }
+    }
+}
+
 /// What the reader sends: batches, then an explicit end. A reader that stops without
 /// `End` died, and the run fails instead of committing a truncated output.
 pub enum Read {
@@ -84,13 +95,12 @@ pub enum InputError {
     },
     #[error("{file}: empty file: expected a header row naming the columns")]
     Empty { file: String },
-    #[error("{file}: no {wanted} column (looked for {aliases}); columns found: {found}; name it with {flag}")]
-    MissingColumn {
+    #[error("{file}: {missing}; columns found: {found}{hint}")]
+    MissingColumns {
         file: String,
-        wanted: &'static str,
-        aliases: String,
+        missing: String,
         found: String,
-        flag: &'static str,
+        hint: String,
     },
     #[error("{file}: column `{column}` is {data_type}; {wanted} must be text or integers (a float cannot hold every ID exactly)")]
     KeyColumnType {
@@ -134,9 +144,15 @@ enum Inner {
 }
 
 impl Reader {
-    pub fn open(source: &Source, format: Format, spec: &KeySpec) -> Result<Reader, InputError> {
+    /// `delimiter` is CSV's field separator (ignored for Parquet).
+    pub fn open(
+        source: &Source,
+        format: Format,
+        spec: &KeySpec,
+        delimiter: u8,
+    ) -> Result<Reader, InputError> {
         match format {
-            Format::Csv => csv::CsvReader::open(source, spec),
+            Format::Csv => csv::CsvReader::open(source, spec, delimiter),
             Format::Parquet => match source {
                 Source::File(path) => parquet::ParquetReader::open(path, spec),
                 Source::Stdin => Err(InputError::ParquetStdin),
@@ -179,7 +195,7 @@ mod tests {
             for f in [&mut spec.user_id, &mut spec.tenant_id, &mut spec.agent_id] {
                 f.default = Some("d".into());
             }
-            if let Ok(mut reader) = Reader::open(&Source::File(path), Format::Csv, &spec) {
+            if let Ok(mut reader) = Reader::open(&Source::File(path), Format::Csv, &spec, b',') {
                 while let Some(batch) = reader.next_batch() {
                     if batch.is_err() {
                         break;

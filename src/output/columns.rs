@@ -1,4 +1,5 @@
-//! The columns callinfo adds to every row, in contract order.
+//! The columns callinfo adds to every row: all of them in contract order by default, or the
+//! ones `--columns` names, each under `--prefix` + its name.
 
 use std::sync::Arc;
 
@@ -18,56 +19,159 @@ pub const NAMES: [&str; 8] = [
     "lookup_status",
 ];
 
-/// Phone numbers are text (digits exactly as sent); the API's integer codes are int64.
-pub fn fields() -> Vec<Field> {
-    let types = [
-        DataType::Utf8,
-        DataType::Utf8,
-        DataType::Int64,
-        DataType::Utf8,
-        DataType::Int64,
-        DataType::Utf8,
-        DataType::Int64,
-        DataType::Utf8,
-    ];
-    NAMES
-        .iter()
-        .zip(types)
-        .map(|(name, dt)| Field::new(*name, dt, true))
-        .collect()
+/// One added column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Added {
+    Caller,
+    Called,
+    MediaAbility,
+    CallData,
+    CallSkillId,
+    CallSkill,
+    CallType,
+    LookupStatus,
 }
 
-/// One Arrow array per added column, for a batch of outcomes.
-pub fn arrays(outcomes: &[Arc<Outcome>]) -> Vec<ArrayRef> {
-    let n = outcomes.len();
-    let mut caller = StringBuilder::with_capacity(n, n * 12);
-    let mut called = StringBuilder::with_capacity(n, n * 12);
-    let mut media = Int64Builder::with_capacity(n);
-    let mut data = StringBuilder::with_capacity(n, n * 16);
-    let mut skill_id = Int64Builder::with_capacity(n);
-    let mut skill = StringBuilder::with_capacity(n, n * 8);
-    let mut call_type = Int64Builder::with_capacity(n);
-    let mut status = StringBuilder::with_capacity(n, n * 4);
-    let none = Fields::default();
-    for outcome in outcomes {
-        let f = outcome.fields().unwrap_or(&none);
-        caller.append_option(f.caller.as_deref());
-        called.append_option(f.called.as_deref());
-        media.append_option(f.media_ability);
-        data.append_option(f.call_data.as_deref());
-        skill_id.append_option(f.call_skill_id);
-        skill.append_option(f.call_skill.as_deref());
-        call_type.append_option(f.call_type);
-        status.append_value(outcome.status());
+const ALL: [Added; 8] = [
+    Added::Caller,
+    Added::Called,
+    Added::MediaAbility,
+    Added::CallData,
+    Added::CallSkillId,
+    Added::CallSkill,
+    Added::CallType,
+    Added::LookupStatus,
+];
+
+/// What one row's cell in an added column holds.
+pub enum Value<'a> {
+    Text(Option<&'a str>),
+    Int(Option<i64>),
+}
+
+impl Added {
+    pub fn name(self) -> &'static str {
+        NAMES[self as usize]
     }
-    vec![
-        Arc::new(caller.finish()),
-        Arc::new(called.finish()),
-        Arc::new(media.finish()),
-        Arc::new(data.finish()),
-        Arc::new(skill_id.finish()),
-        Arc::new(skill.finish()),
-        Arc::new(call_type.finish()),
-        Arc::new(status.finish()),
-    ]
+
+    fn parse(name: &str) -> Option<Added> {
+        ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    /// Phone numbers are text (digits exactly as sent); the API's integer codes are int64.
+    fn data_type(self) -> DataType {
+        match self {
+            Added::MediaAbility | Added::CallSkillId | Added::CallType => DataType::Int64,
+            _ => DataType::Utf8,
+        }
+    }
+
+    pub fn value(self, outcome: &Outcome) -> Value<'_> {
+        const NONE: Fields = Fields {
+            caller: None,
+            called: None,
+            media_ability: None,
+            call_data: None,
+            call_skill_id: None,
+            call_skill: None,
+            call_type: None,
+        };
+        let f = outcome.fields().unwrap_or(&NONE);
+        match self {
+            Added::Caller => Value::Text(f.caller.as_deref()),
+            Added::Called => Value::Text(f.called.as_deref()),
+            Added::MediaAbility => Value::Int(f.media_ability),
+            Added::CallData => Value::Text(f.call_data.as_deref()),
+            Added::CallSkillId => Value::Int(f.call_skill_id),
+            Added::CallSkill => Value::Text(f.call_skill.as_deref()),
+            Added::CallType => Value::Int(f.call_type),
+            Added::LookupStatus => Value::Text(Some(outcome.status())),
+        }
+    }
+}
+
+/// The added columns of this run, and the prefix of their names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Selection {
+    pub columns: Vec<Added>,
+    pub prefix: String,
+}
+
+impl Default for Selection {
+    fn default() -> Self {
+        Selection {
+            columns: ALL.to_vec(),
+            prefix: String::new(),
+        }
+    }
+}
+
+impl Selection {
+    /// `--columns a,b,c`: names from [`NAMES`], each once, in the order given.
+    pub fn parse(names: &[String], prefix: String) -> Result<Selection, String> {
+        if names.is_empty() {
+            return Ok(Selection {
+                prefix,
+                ..Selection::default()
+            });
+        }
+        let mut columns = Vec::new();
+        for name in names {
+            let column = Added::parse(name.trim()).ok_or_else(|| {
+                format!(
+                    "`{name}` is not an added column; choose from {}",
+                    NAMES.join(",")
+                )
+            })?;
+            if columns.contains(&column) {
+                return Err(format!("`{name}` is named twice"));
+            }
+            columns.push(column);
+        }
+        Ok(Selection { columns, prefix })
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = String> + '_ {
+        self.columns
+            .iter()
+            .map(|c| format!("{}{}", self.prefix, c.name()))
+    }
+
+    pub fn fields(&self) -> Vec<Field> {
+        self.columns
+            .iter()
+            .zip(self.names())
+            .map(|(c, name)| Field::new(name, c.data_type(), true))
+            .collect()
+    }
+
+    /// One Arrow array per added column, for a batch of outcomes.
+    pub fn arrays(&self, outcomes: &[Arc<Outcome>]) -> Vec<ArrayRef> {
+        let n = outcomes.len();
+        self.columns
+            .iter()
+            .map(|&c| -> ArrayRef {
+                match c.data_type() {
+                    DataType::Int64 => {
+                        let mut b = Int64Builder::with_capacity(n);
+                        for o in outcomes {
+                            if let Value::Int(v) = c.value(o) {
+                                b.append_option(v);
+                            }
+                        }
+                        Arc::new(b.finish())
+                    }
+                    _ => {
+                        let mut b = StringBuilder::with_capacity(n, n * 12);
+                        for o in outcomes {
+                            if let Value::Text(v) = c.value(o) {
+                                b.append_option(v);
+                            }
+                        }
+                        Arc::new(b.finish())
+                    }
+                }
+            })
+            .collect()
+    }
 }

@@ -4,11 +4,12 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 
-use super::{columns, Done, OutputError, Sink};
-use crate::outcome::Fields;
+use super::columns::{Selection, Value};
+use super::{Done, Layout, OutputError, Sink};
 
 pub(super) struct CsvRows {
     writer: csv::Writer<Sink>,
+    columns: Selection,
 }
 
 fn io_error(name: &str, e: csv::Error) -> OutputError {
@@ -23,7 +24,12 @@ fn io_error(name: &str, e: csv::Error) -> OutputError {
 }
 
 impl CsvRows {
-    pub(super) fn new(sink: Sink, schema: &SchemaRef, name: &str) -> Result<CsvRows, OutputError> {
+    pub(super) fn new(
+        sink: Sink,
+        schema: &SchemaRef,
+        layout: &Layout,
+        name: &str,
+    ) -> Result<CsvRows, OutputError> {
         // A column Arrow cannot print is found now, before any lookup is paid for.
         let options = FormatOptions::default();
         for field in schema.fields() {
@@ -42,14 +48,18 @@ impl CsvRows {
         }
         let mut writer = csv::WriterBuilder::new()
             .buffer_capacity(256 * 1024)
+            .delimiter(layout.delimiter)
             .from_writer(sink);
         let header = schema
             .fields()
             .iter()
-            .map(|f| f.name().as_str())
-            .chain(columns::NAMES);
+            .map(|f| f.name().clone())
+            .chain(layout.columns.names());
         writer.write_record(header).map_err(|e| io_error(name, e))?;
-        Ok(CsvRows { writer })
+        Ok(CsvRows {
+            writer,
+            columns: layout.columns.clone(),
+        })
     }
 
     pub(super) fn write(&mut self, done: &Done, name: &str) -> Result<(), OutputError> {
@@ -71,7 +81,6 @@ impl CsvRows {
             })?;
         let mut text = String::new();
         let mut int_buf = itoa::Buffer::new();
-        let none = Fields::default();
         let err = |e| io_error(name, e);
         let w = &mut self.writer;
         for (row, outcome) in done.outcomes.iter().enumerate() {
@@ -87,19 +96,13 @@ impl CsvRows {
                     }
                 }
             }
-            let f = outcome.fields().unwrap_or(&none);
-            w.write_field(f.caller.as_deref().unwrap_or(""))
+            for column in &self.columns.columns {
+                match column.value(outcome) {
+                    Value::Text(v) => w.write_field(v.unwrap_or("")),
+                    Value::Int(v) => write_int(w, &mut int_buf, v),
+                }
                 .map_err(err)?;
-            w.write_field(f.called.as_deref().unwrap_or(""))
-                .map_err(err)?;
-            write_int(w, &mut int_buf, f.media_ability).map_err(err)?;
-            w.write_field(f.call_data.as_deref().unwrap_or(""))
-                .map_err(err)?;
-            write_int(w, &mut int_buf, f.call_skill_id).map_err(err)?;
-            w.write_field(f.call_skill.as_deref().unwrap_or(""))
-                .map_err(err)?;
-            write_int(w, &mut int_buf, f.call_type).map_err(err)?;
-            w.write_field(outcome.status()).map_err(err)?;
+            }
             w.write_record(None::<&[u8]>).map_err(err)?;
         }
         Ok(())

@@ -20,6 +20,30 @@ use crate::input::Format;
 use crate::key::RowKey;
 use crate::outcome::Outcome;
 
+pub use columns::Selection;
+pub use parquet::Compression;
+
+/// How the enriched rows are laid out, beyond the input's own columns.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    pub columns: Selection,
+    /// CSV output's field separator.
+    pub delimiter: u8,
+    pub compression: Compression,
+    pub row_group_rows: usize,
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Layout {
+            columns: Selection::default(),
+            delimiter: b',',
+            compression: Compression::Zstd,
+            row_group_rows: parquet::ROW_GROUP_ROWS,
+        }
+    }
+}
+
 /// Rows `first_row ..` with their outcomes, ready to be written.
 pub struct Done {
     pub first_row: u64,
@@ -61,7 +85,7 @@ pub enum OutputError {
     #[error("{file}: Parquet writer failed: {message}")]
     Parquet { file: String, message: String },
     #[error(
-        "the input already has a column `{column}`, which callinfo adds; rename or drop it first"
+        "the input already has a column `{column}`, which callinfo adds; name the added columns apart with --prefix (e.g. --prefix cec_), or leave it out of --columns"
     )]
     ColumnClash { column: String },
 }
@@ -137,11 +161,13 @@ impl Writer {
         format: Format,
         errors: &Path,
         input_schema: &SchemaRef,
+        layout: &Layout,
     ) -> Result<Writer, OutputError> {
+        let added: Vec<String> = layout.columns.names().collect();
         if let Some(f) = input_schema
             .fields()
             .iter()
-            .find(|f| columns::NAMES.contains(&f.name().as_str()))
+            .find(|f| added.contains(f.name()))
         {
             return Err(OutputError::ColumnClash {
                 column: f.name().clone(),
@@ -154,10 +180,13 @@ impl Writer {
             files.push((f.target().to_owned(), f.temp_path().to_owned()));
         }
         let rows = match format {
-            Format::Csv => Rows::Csv(csv::CsvRows::new(sink, input_schema, &rows_name)?),
-            Format::Parquet => {
-                Rows::Parquet(parquet::ParquetRows::new(sink, input_schema, &rows_name)?)
-            }
+            Format::Csv => Rows::Csv(csv::CsvRows::new(sink, input_schema, layout, &rows_name)?),
+            Format::Parquet => Rows::Parquet(parquet::ParquetRows::new(
+                sink,
+                input_schema,
+                layout,
+                &rows_name,
+            )?),
         };
         let report = report::Report::create(errors)?;
         files.push((errors.to_owned(), report.temp_path().to_owned()));

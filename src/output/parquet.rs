@@ -6,18 +6,43 @@ use std::sync::Arc;
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::Compression;
+use parquet::basic::{GzipLevel, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
-use super::{columns, Done, OutputError, Sink};
+use super::{columns, Done, Layout, OutputError, Sink};
 
 /// ArrowWriter holds a whole row group in memory: 64 Ki rows keeps that to a few MB and
 /// is still large enough for readers to scan efficiently.
-const ROW_GROUP_ROWS: usize = 64 * 1024;
+pub const ROW_GROUP_ROWS: usize = 64 * 1024;
+
+/// `--compression`: zstd by default, the smallest files that every reader of the field
+/// (Spark, DuckDB, pyarrow, Polars) reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Compression {
+    Zstd,
+    Snappy,
+    Lz4,
+    Gzip,
+    None,
+}
+
+impl Compression {
+    fn codec(self) -> parquet::basic::Compression {
+        use parquet::basic::Compression as C;
+        match self {
+            Compression::Zstd => C::ZSTD(ZstdLevel::default()),
+            Compression::Snappy => C::SNAPPY,
+            Compression::Lz4 => C::LZ4_RAW,
+            Compression::Gzip => C::GZIP(GzipLevel::default()),
+            Compression::None => C::UNCOMPRESSED,
+        }
+    }
+}
 
 pub(super) struct ParquetRows {
     writer: ArrowWriter<Sink>,
     schema: SchemaRef,
+    columns: columns::Selection,
 }
 
 fn error(name: &str, e: impl std::fmt::Display) -> OutputError {
@@ -31,23 +56,28 @@ impl ParquetRows {
     pub(super) fn new(
         sink: Sink,
         input: &SchemaRef,
+        layout: &Layout,
         name: &str,
     ) -> Result<ParquetRows, OutputError> {
         let mut fields: Vec<_> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
-        fields.extend(columns::fields());
+        fields.extend(layout.columns.fields());
         let schema = Arc::new(Schema::new_with_metadata(fields, input.metadata().clone()));
         let props = WriterProperties::builder()
-            .set_compression(Compression::SNAPPY)
-            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .set_compression(layout.compression.codec())
+            .set_max_row_group_row_count(Some(layout.row_group_rows))
             .build();
         let writer =
             ArrowWriter::try_new(sink, schema.clone(), Some(props)).map_err(|e| error(name, e))?;
-        Ok(ParquetRows { writer, schema })
+        Ok(ParquetRows {
+            writer,
+            schema,
+            columns: layout.columns.clone(),
+        })
     }
 
     pub(super) fn write(&mut self, done: &Done, name: &str) -> Result<(), OutputError> {
         let mut arrays = done.data.columns().to_vec();
-        arrays.extend(columns::arrays(&done.outcomes));
+        arrays.extend(self.columns.arrays(&done.outcomes));
         let batch =
             RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| error(name, e))?;
         self.writer.write(&batch).map_err(|e| error(name, e))

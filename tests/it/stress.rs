@@ -398,12 +398,18 @@ fn a_journal_or_cache_from_another_environment_is_refused() {
     let sim = Sim::start(&[]);
     let other = Sim::start(&[]);
     let wd = Workdir::new();
+    // A transient failure keeps the journal for a rerun.
     let mut keys = ids("v", 20);
-    keys.push(String::new());
+    keys.push("sim503-keep".into());
     let input = wd.write("in.csv", calls_csv(&keys));
     let cache = wd.path("cache.db");
     let cache = cache.to_str().unwrap();
-    let run = enrich(&sim, &input, &wd.path("out.csv"), &["--cache", cache]);
+    let run = enrich(
+        &sim,
+        &input,
+        &wd.path("out.csv"),
+        &["--cache", cache, "--max-retries", "0"],
+    );
     assert_eq!(run.code, 3, "{run:?}");
 
     // The same job against another base URL: the journal is not reused.
@@ -442,9 +448,14 @@ fn a_journal_or_cache_from_another_environment_is_refused() {
         other.stat("lookup_requests") + other.stat("token_requests"),
         0
     );
-    let run = enrich(&other, &input, &wd.path("out.csv"), &["--fresh"]);
+    let run = enrich(
+        &other,
+        &input,
+        &wd.path("out.csv"),
+        &["--fresh", "--max-retries", "0"],
+    );
     assert_eq!(run.code, 3, "{run:?}");
-    assert_eq!(other.stat("lookup_requests"), 20);
+    assert_eq!(other.stat("lookup_requests"), 21);
 }
 
 #[test]
@@ -499,7 +510,8 @@ fn a_rerun_reports_the_same_distinct_keys() {
     let wd = Workdir::new();
     let mut keys = ids("u", 1000);
     keys.extend(ids("u", 50));
-    keys.push(String::new());
+    // A transient failure: the journal is kept, and the rerun looks this one key up again.
+    keys.push("sim503-keep".into());
     let input = wd.write("in.csv", calls_csv(&keys));
     let summary =
         |name: &str| -> serde_json::Value { serde_json::from_str(&wd.read(name)).unwrap() };
@@ -509,18 +521,26 @@ fn a_rerun_reports_the_same_distinct_keys() {
             &sim,
             &input,
             &wd.path("out.csv"),
-            &["--summary-json", path.to_str().unwrap()],
+            &[
+                "--summary-json",
+                path.to_str().unwrap(),
+                "--max-retries",
+                "0",
+            ],
         );
         assert_eq!(run.code, 3, "{run:?}");
     }
     let (first, rerun) = (summary("first.json"), summary("rerun.json"));
     for s in [&first, &rerun] {
-        assert_eq!(s["distinct_keys"], 1000, "{s}");
+        assert_eq!(s["distinct_keys"], 1001, "{s}");
         assert_eq!(s["deduplicated"], 50, "{s}");
     }
-    assert_eq!(first["lookups"], 1000);
+    assert_eq!(first["lookups"], 1001);
     assert_eq!(rerun["from_journal"], 1000);
-    assert_eq!(rerun["lookups"], 0);
-    assert_eq!(rerun["requests"], 0, "not even a token: {rerun}");
-    assert_eq!(sim.stat("lookup_requests"), 1000);
+    assert_eq!(rerun["lookups"], 1);
+    assert_eq!(
+        rerun["requests"], 2,
+        "the one retried key and its token: {rerun}"
+    );
+    assert_eq!(sim.stat("lookup_requests"), 1002);
 }

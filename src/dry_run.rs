@@ -1,0 +1,154 @@
+//! `enrich --dry-run`: read and check the whole input as a run would, and say what a run
+//! would do: rows, distinct keys, what the journal and the cache already answer, and how
+//! long the rest would take at `--rate`. It makes no request (not even for a token),
+//! takes no lock and writes nothing.
+
+use std::collections::HashSet;
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+
+use crate::config::Job;
+use crate::input::Reader;
+use crate::key::{CallKey, RowKey};
+use crate::output::Writer;
+use crate::store::{Environment, Peek, Role, StoreError};
+use crate::{Error, Status};
+
+/// Keys asked of the stores at once.
+const CHUNK: usize = 4096;
+
+#[derive(Default, Debug)]
+struct Plan {
+    rows: u64,
+    invalid: u64,
+    distinct: u64,
+    from_journal: u64,
+    from_cache: u64,
+}
+
+pub async fn run(job: Job) -> Result<Status, Error> {
+    let reader = Reader::open(&job.input, job.input_format, &job.keys, job.delimiter)?;
+    // The output side is checked as a run would (directory, column names), then dropped:
+    // its temporary files go with it.
+    drop(Writer::create(
+        &job.output,
+        job.output_format,
+        &job.errors,
+        &reader.schema,
+        &job.layout,
+    )?);
+    let env = Environment::new(&job.api.base_url, &job.api.app_key);
+    let journal = match job.fresh {
+        true => None,
+        false => Peek::open(&job.journal, Role::Journal, &env)?,
+    };
+    let cache = match &job.cache {
+        Some(path) => Peek::open(path, Role::Cache, &env)?,
+        None => None,
+    };
+    let limit = job.limit;
+    let plan = tokio::task::spawn_blocking(move || count(reader, limit, journal, cache))
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+
+    let to_look_up = plan.distinct - plan.from_journal - plan.from_cache;
+    let input = job.input.name();
+    println!(
+        "dry run: {input}: {} rows, {} distinct keys, {} duplicate rows, {} invalid",
+        plan.rows,
+        plan.distinct,
+        plan.rows - plan.invalid - plan.distinct,
+        plan.invalid
+    );
+    println!(
+        "the journal answers {} keys, the cache {}; {to_look_up} keys to look up",
+        plan.from_journal, plan.from_cache
+    );
+    // The token request counts against --rate too.
+    let requests = to_look_up + u64::from(to_look_up > 0);
+    match job.rate {
+        Some(rate) => {
+            let secs = requests as f64 / rate;
+            println!(
+                "at --rate {rate}: about {secs:.0} s ({}) for {requests} requests; no request was made and nothing was written",
+                clock(secs)
+            );
+        }
+        None => println!(
+            "--rate 0 sets no limit: the time depends on the server; no request was made and nothing was written"
+        ),
+    }
+    Ok(Status::AllOk)
+}
+
+/// `1:02:03`.
+fn clock(secs: f64) -> String {
+    let s = secs.round() as u64;
+    format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+fn count(
+    mut reader: Reader,
+    limit: Option<u64>,
+    journal: Option<Peek>,
+    cache: Option<Peek>,
+) -> Result<Plan, Error> {
+    let mut plan = Plan::default();
+    // Distinct keys as 64-bit hashes: 8 bytes a key, where the keys themselves would take
+    // a hundred (a collision between two of a billion keys is about one in 40).
+    let hasher = BuildHasherDefault::<DefaultHasher>::default();
+    let mut seen: HashSet<u64> = HashSet::new();
+    let mut fresh: Vec<CallKey> = Vec::with_capacity(CHUNK);
+    let mut left = limit.unwrap_or(u64::MAX);
+    while left > 0 {
+        let Some(batch) = reader.next_batch() else {
+            break;
+        };
+        let mut batch = batch.map_err(Error::from)?;
+        batch.truncate(left);
+        left -= batch.data.num_rows() as u64;
+        for key in batch.keys {
+            plan.rows += 1;
+            match key {
+                RowKey::Invalid { .. } => plan.invalid += 1,
+                RowKey::Valid(k) => {
+                    if seen.insert(hasher.hash_one(&k)) {
+                        plan.distinct += 1;
+                        fresh.push(k);
+                    }
+                }
+            }
+        }
+        if fresh.len() >= CHUNK {
+            ask(&mut fresh, &journal, &cache, &mut plan)?;
+        }
+    }
+    ask(&mut fresh, &journal, &cache, &mut plan)?;
+    Ok(plan)
+}
+
+/// How many of `keys` the journal, then the cache, would answer.
+fn ask(
+    keys: &mut Vec<CallKey>,
+    journal: &Option<Peek>,
+    cache: &Option<Peek>,
+    plan: &mut Plan,
+) -> Result<(), StoreError> {
+    let mut misses: Vec<&CallKey> = keys.iter().collect();
+    for (store, counter) in [
+        (journal, &mut plan.from_journal),
+        (cache, &mut plan.from_cache),
+    ] {
+        if let Some(store) = store {
+            let hits = store.reusable(misses.iter().copied())?;
+            *counter += hits.iter().filter(|h| **h).count() as u64;
+            misses = misses
+                .into_iter()
+                .zip(hits)
+                .filter(|(_, hit)| !hit)
+                .map(|(k, _)| k)
+                .collect();
+        }
+    }
+    keys.clear();
+    Ok(())
+}
