@@ -130,12 +130,18 @@ impl TokenProvider {
         self.requests.load(Ordering::Relaxed)
     }
 
+    /// The current token, if it is usable now. Never waits.
+    pub fn current(&self) -> Option<Token> {
+        match &*self.state.borrow() {
+            State::Ready(t) if t.usable() => Some(t.clone()),
+            _ => None,
+        }
+    }
+
     /// A usable token, waiting for the keeper if there is none. Run [`Self::keep`] beside.
     pub async fn get(&self) -> Result<Token, AuthError> {
-        if let State::Ready(t) = &*self.state.borrow() {
-            if t.usable() {
-                return Ok(t.clone());
-            }
+        if let Some(t) = self.current() {
+            return Ok(t);
         }
         let mut rx = self.state.subscribe();
         loop {

@@ -109,22 +109,21 @@ impl Shared {
         })
     }
 
-    /// One worker: claim a job, wait for a usable token and then for a slot, send, repeat.
-    /// The token comes first: a slot is never held while a token is awaited.
+    /// One worker: claim a job, wait until there is a usable token, then for a slot, send,
+    /// repeat. A slot is never held while a token is awaited.
     async fn work(self: Arc<Self>) {
         let l = &self.lookups;
         while self.queue.claim().await {
             let token = loop {
-                let token = match l.tokens.get().await {
-                    Ok(t) => t,
-                    Err(e) => {
-                        self.queue.unclaim();
-                        self.fatal.set(LookupError::from(e).into());
-                        return;
-                    }
-                };
+                if let Err(e) = l.tokens.get().await {
+                    self.queue.unclaim();
+                    self.fatal.set(LookupError::from(e).into());
+                    return;
+                }
                 l.pacer.ready().await;
-                if token.usable() {
+                // The token current at the slot, which a refresh may have replaced while
+                // this worker waited; only with none usable is the slot given up.
+                if let Some(token) = l.tokens.current() {
                     break token;
                 }
             };

@@ -119,11 +119,10 @@ fn snapshot(stats: &Stats, pacer: &Pacer, size: &Size, started: Instant) -> Snap
 
 async fn draw_bar(stats: Arc<Stats>, pacer: Arc<Pacer>, size: Size, stop: CancellationToken) {
     let started = Instant::now();
-    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} rows  {msg}  eta {eta}")
-            .expect("valid template"),
-    );
+    // Drawn once the input's size is known (the first batch, for CSV), so the total shown
+    // is never a guess; an input of unknown size (stdin) is drawn at once, without one.
+    let mut bar: Option<ProgressBar> = None;
+    let sized = size.rows.is_some() || size.bytes.is_some();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {
         tokio::select! {
@@ -131,6 +130,17 @@ async fn draw_bar(stats: Arc<Stats>, pacer: Arc<Pacer>, size: Size, stop: Cancel
             _ = stop.cancelled() => break,
         }
         let s = snapshot(&stats, &pacer, &size, started);
+        if sized && s.total.is_none() {
+            continue;
+        }
+        let bar = bar.get_or_insert_with(|| {
+            let bar = ProgressBar::with_draw_target(s.total, ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template("{bar:30} {pos}/{len} rows  {msg}  eta {eta}")
+                    .expect("valid template"),
+            );
+            bar
+        });
         if let Some(total) = s.total {
             bar.set_length(total.max(s.rows));
         }
@@ -144,7 +154,9 @@ async fn draw_bar(stats: Arc<Stats>, pacer: Arc<Pacer>, size: Size, stop: Cancel
             s.throttled
         ));
     }
-    bar.finish_and_clear();
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
 }
 
 async fn log_lines(

@@ -8,6 +8,7 @@ mod bad_input;
 mod csv_io;
 mod errors;
 mod faults;
+mod first_hour;
 mod operator;
 mod parquet_io;
 mod rate;
