@@ -141,6 +141,8 @@ pub enum Found {
 }
 
 type Pending = Arc<Mutex<HashMap<CallKey, Arc<Outcome>>>>;
+/// What a store knows of a key: the outcome, and whether this run recorded it.
+pub type Hit = Option<(Arc<Outcome>, Found)>;
 
 /// The first write error, for the engine to report; `token` fires with it.
 #[derive(Default)]
@@ -313,7 +315,7 @@ impl Store {
     pub fn get_many<'k>(
         &self,
         keys: impl IntoIterator<Item = &'k CallKey>,
-    ) -> Result<Vec<Option<(Arc<Outcome>, Found)>>, StoreError> {
+    ) -> Result<Vec<Hit>, StoreError> {
         let conn = self.reader.lock().unwrap();
         let mut found = Vec::new();
         select(&conn, &self.path, keys, |key, row| {
@@ -470,7 +472,7 @@ fn select<'k>(
 
 /// An outcome recorded by run `recorded`, as seen by run `this`: reused unless it is a
 /// transient failure of an earlier run, which is what a rerun is for.
-fn reusable(outcome: Outcome, recorded: i64, this: i64) -> Option<(Arc<Outcome>, Found)> {
+fn reusable(outcome: Outcome, recorded: i64, this: i64) -> Hit {
     let found = if recorded == this {
         Found::ThisRun
     } else {
