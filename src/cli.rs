@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use std::time::Duration;
+
+use crate::duration::{self, ClockTime};
 use crate::engine::progress::ProgressMode;
 use crate::input::Format;
 use crate::output::Compression;
@@ -47,6 +50,9 @@ pub enum Command {
     Simulate(SimulateArgs),
     /// Enrich the bundled sample against a built-in simulator: no account needed.
     Demo(DemoArgs),
+    /// See or shrink a --cache file.
+    #[command(subcommand)]
+    Cache(CacheCommand),
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -75,9 +81,9 @@ pub struct ApiArgs {
     /// Refused: a secret on the command line shows in `ps` and shell history.
     #[arg(long, hide = true)]
     pub app_secret: Option<String>,
-    /// Seconds to wait for one answer (above 0, at most 3600).
-    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
-    pub timeout: f64,
+    /// How long to wait for one answer (at most 1h): 30, 30s, 1m.
+    #[arg(long, default_value = "30s", value_name = "SECS", value_parser = duration::parse)]
+    pub timeout: Duration,
     /// Also trust this CA (PEM), for a tenant behind a private CA. Certificates are always
     /// checked: there is no switch to turn that off.
     #[arg(long, value_name = "PATH")]
@@ -170,6 +176,14 @@ pub struct EnrichArgs {
           value_parser = clap::value_parser!(u64).range(60..=3600), help_heading = PACING)]
     pub token_lifetime: u64,
 
+    /// Stop admitting rows at this local time (the next one), let the lookups in flight
+    /// finish, save the journal and exit 75: the same command finishes the job later.
+    #[arg(long, value_name = "HH:MM", value_parser = duration::parse_clock, help_heading = PACING)]
+    pub deadline: Option<ClockTime>,
+    /// Likewise, this long after the start: 30m, 2h.
+    #[arg(long, value_name = "DURATION", value_parser = duration::parse, help_heading = PACING)]
+    pub max_duration: Option<Duration>,
+
     /// Ignore and remove the journal of an earlier, unfinished run, and start over.
     #[arg(long, help_heading = RESUME)]
     pub fresh: bool,
@@ -177,6 +191,8 @@ pub struct EnrichArgs {
     /// `not_found` there are not looked up again. Created if missing.
     #[arg(long, value_name = "PATH", help_heading = RESUME)]
     pub cache: Option<PathBuf>,
+    #[command(flatten)]
+    pub ttl: TtlArgs,
 
     /// The error report (CSV). Default: OUTPUT with its extension replaced by .errors.csv.
     #[arg(long, value_name = "PATH", help_heading = OUTPUT)]
@@ -207,12 +223,48 @@ pub struct EnrichArgs {
     /// Progress display on stderr.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto, help_heading = OUTPUT)]
     pub progress: ProgressMode,
-    /// Seconds between progress log lines when stderr is not a terminal.
-    #[arg(long, default_value_t = 10.0, value_name = "SECS", help_heading = OUTPUT)]
-    pub progress_interval: f64,
+    /// Time between progress log lines when stderr is not a terminal (and metrics-file
+    /// updates): 10, 10s, 1m.
+    #[arg(long, default_value = "10s", value_name = "SECS", value_parser = duration::parse,
+          help_heading = OUTPUT)]
+    pub progress_interval: Duration,
+    /// Write the run's figures in the Prometheus text format to PATH (for node_exporter's
+    /// textfile collector), atomically, at every progress interval and at the end.
+    #[arg(long, value_name = "PATH", help_heading = OUTPUT)]
+    pub metrics_file: Option<PathBuf>,
     /// Write the run's figures as JSON to PATH.
     #[arg(long, value_name = "PATH", help_heading = OUTPUT)]
     pub summary_json: Option<PathBuf>,
+}
+
+/// How long cached answers are trusted.
+#[derive(Args, Debug, Clone)]
+pub struct TtlArgs {
+    /// How long an `ok` answer in --cache is reused before it is looked up again.
+    #[arg(long, default_value = "30d", value_name = "DURATION", value_parser = duration::parse,
+          help_heading = RESUME)]
+    pub cache_ttl: Duration,
+    /// How long a `not_found` answer in --cache is reused: a call that had just ended may
+    /// not be queryable yet, so it is asked again the next day.
+    #[arg(long, default_value = "1d", value_name = "DURATION", value_parser = duration::parse,
+          help_heading = RESUME)]
+    pub cache_not_found_ttl: Duration,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CacheCommand {
+    /// Entries by status and age, and how many have expired under the TTLs.
+    Stats {
+        path: PathBuf,
+        #[command(flatten)]
+        ttl: TtlArgs,
+    },
+    /// Delete the expired entries and give the space back.
+    Prune {
+        path: PathBuf,
+        #[command(flatten)]
+        ttl: TtlArgs,
+    },
 }
 
 /// `--delimiter`: one ASCII character, or `tab` / `\t`.

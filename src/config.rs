@@ -5,10 +5,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cli::{ApiArgs, EnrichArgs};
+use crate::duration::ClockTime;
 use crate::engine::progress::ProgressMode;
 use crate::input::{FieldSpec, Format, KeySpec, Source};
 use crate::output::{Destination, Layout, Selection};
 use crate::secret::Secret;
+use crate::store::Ttl;
 use crate::FailOn;
 
 /// Everything an enrich run needs, checked.
@@ -39,6 +41,45 @@ pub struct Job {
     pub limit: Option<u64>,
     pub dry_run: bool,
     pub fail_on: FailOn,
+    /// `--deadline` / `--max-duration`: when the run stops admitting rows.
+    pub stop: Option<Window>,
+    pub ttl: Ttl,
+    pub metrics_file: Option<PathBuf>,
+}
+
+/// The end of a run's window, from its start, and the flag that set it (for messages).
+#[derive(Clone, Debug)]
+pub struct Window {
+    pub after: Duration,
+    pub flag: String,
+}
+
+/// The earlier of `--deadline` and `--max-duration`.
+fn stop_at(deadline: Option<ClockTime>, max: Option<Duration>) -> Option<Window> {
+    let deadline = deadline.map(|t| Window {
+        after: t.until_next(),
+        flag: format!("--deadline {t}"),
+    });
+    let max = max.map(|d| Window {
+        after: d,
+        flag: format!("--max-duration {}", humanize(d)),
+    });
+    match (deadline, max) {
+        (Some(a), Some(b)) => Some(if a.after <= b.after { a } else { b }),
+        (a, b) => a.or(b),
+    }
+}
+
+/// `90s`, `15m`, `2h`, `30d`, as the flags are written.
+pub fn humanize(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => format!("{}ms", d.as_millis()),
+        _ if s.is_multiple_of(86400) => format!("{}d", s / 86400),
+        _ if s.is_multiple_of(3600) => format!("{}h", s / 3600),
+        _ if s.is_multiple_of(60) => format!("{}m", s / 60),
+        _ => format!("{s}s"),
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,26 +165,21 @@ impl Api {
             base_url,
             app_key,
             app_secret,
-            timeout: seconds(
-                args.timeout,
-                "--timeout",
-                3600.0,
-                "a number of seconds above 0 and at most 3600",
-            )?,
+            timeout: at_most(args.timeout, 3600, "--timeout", "at most 3600 seconds (1h)")?,
             ca_cert,
         })
     }
 }
 
-/// Seconds in `(0, max]`: a value past `max` is surely a mistake, and would overflow a clock.
-fn seconds(
-    v: f64,
+/// A duration of at most `max_secs`: a value past it is surely a mistake.
+fn at_most(
+    d: Duration,
+    max_secs: u64,
     flag: &'static str,
-    max: f64,
     what: &'static str,
 ) -> Result<Duration, ConfigError> {
-    (v.is_finite() && v > 0.0 && v <= max)
-        .then(|| Duration::from_secs_f64(v))
+    (d <= Duration::from_secs(max_secs))
+        .then_some(d)
         .ok_or(ConfigError::BadValue { flag, what })
 }
 
@@ -242,12 +278,18 @@ impl Job {
             max_retries: args.max_retries,
             token_lifetime: Duration::from_secs(args.token_lifetime),
             progress: args.progress,
-            progress_interval: seconds(
+            progress_interval: at_most(
                 args.progress_interval,
+                86400,
                 "--progress-interval",
-                86400.0,
-                "a number of seconds above 0 and at most 86400",
+                "at most 86400 seconds (1d)",
             )?,
+            stop: stop_at(args.deadline, args.max_duration),
+            ttl: Ttl {
+                ok: args.ttl.cache_ttl,
+                not_found: args.ttl.cache_not_found_ttl,
+            },
+            metrics_file: args.metrics_file,
             summary_json: args.summary_json,
             delimiter,
             layout,

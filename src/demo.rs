@@ -83,6 +83,9 @@ pub async fn run(args: DemoArgs, shutdown: Shutdown) -> Result<Status, Error> {
         limit: None,
         dry_run: false,
         fail_on: crate::FailOn::Any,
+        stop: None,
+        ttl: crate::store::Ttl::default(),
+        metrics_file: None,
         progress_interval: Duration::from_secs(10),
         summary_json: None,
     };

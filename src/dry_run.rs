@@ -42,7 +42,7 @@ pub async fn run(job: Job) -> Result<Status, Error> {
         false => Peek::open(&job.journal, Role::Journal, &env)?,
     };
     let cache = match &job.cache {
-        Some(path) => Peek::open(path, Role::Cache, &env)?,
+        Some(path) => Peek::open(path, Role::Cache(job.ttl), &env)?,
         None => None,
     };
     let limit = job.limit;

@@ -22,7 +22,7 @@ use crate::output::{Done, OutputError, Writer};
 use crate::pace::Pacer;
 use crate::store::{Environment, Role, Store, StoreError};
 use crate::summary::Summary;
-use crate::{api, Error, FailOn, Shutdown, Status};
+use crate::{api, metrics, Error, FailOn, Shutdown, Status};
 
 /// Batches queued between stages: enough to keep each busy, few enough to bound memory.
 const QUEUE: usize = 2;
@@ -40,6 +40,8 @@ pub struct Report {
     pub errors: std::path::PathBuf,
     /// Failed rows that a rerun looks up again; with none, the journal was removed.
     pub rerun_may_change: u64,
+    /// The flag whose window ended the run, for its message.
+    pub window: Option<String>,
 }
 
 pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
@@ -62,9 +64,10 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
         blocking(move || Journal::open(&path, fresh, &env)).await?
     };
     writer.remove_leftovers();
+    let ttl = job.ttl;
     let cache = match job.cache.clone() {
         Some(path) => Some(Arc::new(
-            blocking(move || Store::open(&path, Role::Cache, &env)).await?,
+            blocking(move || Store::open(&path, Role::Cache(ttl), &env)).await?,
         )),
         None => None,
     };
@@ -102,9 +105,37 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
         window_bytes: WINDOW_BYTES,
         read_ahead: 2 * job.concurrency,
         grace: job.api.timeout.min(Duration::from_secs(10)),
+        stop_at: job
+            .stop
+            .as_ref()
+            .map(|w| tokio::time::Instant::from_std(started) + w.after),
     };
 
-    let result = pipeline(&job, reader, writer, &engine, &shutdown).await;
+    let figures = || {
+        Summary::new(
+            &stats,
+            tokens.requests(),
+            pacer.effective_rate(),
+            started.elapsed(),
+            0,
+        )
+    };
+    let exporter = job
+        .metrics_file
+        .clone()
+        .map(|path| Exporter::start(path, job.progress_interval));
+    let result = {
+        let ticks = async {
+            match &exporter {
+                Some(e) => e.run(&figures).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            result = pipeline(&job, reader, writer, &engine, &shutdown) => result,
+            never = ticks => match never {},
+        }
+    };
     keeper.cancel();
     // Rows a rerun could answer differently: transient failures and 401s.
     let rerun_may_change: u64 = LookupKind::ALL
@@ -113,7 +144,7 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
         .map(|k| stats.failed(*k))
         .sum();
     let ending = match result {
-        Ok(Some(())) if rerun_may_change == 0 => Ending::Done,
+        Ok((End::Complete, _)) if rerun_may_change == 0 => Ending::Done,
         _ => Ending::RerunHasWork,
     };
     let closed = blocking(move || {
@@ -124,39 +155,101 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
     })
     .await;
     let failed = stats.failed_total();
-    let status = match result? {
-        None => Status::Interrupted,
-        Some(()) => match job.fail_on {
-            FailOn::Any if failed > 0 => Status::SomeFailed,
-            FailOn::Transient if rerun_may_change > 0 => Status::SomeFailed,
-            _ => Status::AllOk,
-        },
+    let status = result.and_then(|(end, estimated)| {
+        closed?;
+        let status = match end {
+            End::Interrupted => Status::Interrupted,
+            End::OutOfTime => Status::OutOfTime,
+            End::Complete => match job.fail_on {
+                FailOn::Any if failed > 0 => Status::SomeFailed,
+                FailOn::Transient if rerun_may_change > 0 => Status::SomeFailed,
+                _ => Status::AllOk,
+            },
+        };
+        Ok((status, estimated))
+    });
+    let code = match &status {
+        Ok((s, _)) => s.code(),
+        Err(e) => e.code(),
     };
-    closed?;
+    let summary = Summary {
+        exit_status: code,
+        ..figures()
+    };
+    if let Some(e) = exporter {
+        e.finish(&summary, code).await;
+    }
+    let (status, estimated_rows) = status?;
     Ok(Report {
         status,
-        summary: Summary::new(
-            &stats,
-            tokens.requests(),
-            pacer.effective_rate(),
-            started.elapsed(),
-            status.code(),
-        ),
-        total_rows,
+        summary,
+        total_rows: total_rows.or(estimated_rows),
         journal: job.journal.clone(),
+        window: job.stop.as_ref().map(|w| w.flag.clone()),
         errors: job.errors.clone(),
         rerun_may_change,
     })
 }
 
-/// Run the stages; `Ok(None)` when a signal stopped the run before the end.
+/// `--metrics-file`, rewritten every interval while the run goes on, and once at its end.
+struct Exporter {
+    path: std::path::PathBuf,
+    interval: Duration,
+    last_success: Option<f64>,
+}
+
+impl Exporter {
+    fn start(path: std::path::PathBuf, interval: Duration) -> Exporter {
+        let last_success = metrics::last_success(&path);
+        Exporter {
+            path,
+            interval,
+            last_success,
+        }
+    }
+
+    /// Write the figures every interval; never returns.
+    async fn run(&self, figures: &impl Fn() -> Summary) -> std::convert::Infallible {
+        let mut tick = tokio::time::interval(self.interval);
+        loop {
+            tick.tick().await;
+            let text = metrics::render(&figures(), metrics::Phase::Running, self.last_success);
+            self.write(text).await;
+        }
+    }
+
+    async fn finish(self, summary: &Summary, code: u8) {
+        let last = if code == 0 {
+            Some(metrics::now_unix())
+        } else {
+            self.last_success
+        };
+        let text = metrics::render(summary, metrics::Phase::Ended(code), last);
+        self.write(text).await;
+    }
+
+    /// A metrics file that cannot be written is reported, not fatal: the job's own
+    /// output matters more than its monitoring.
+    async fn write(&self, text: String) {
+        let path = self.path.clone();
+        let written = tokio::task::spawn_blocking(move || metrics::write(&path, &text)).await;
+        if let Ok(Err(e)) = written {
+            tracing::warn!(
+                "{}: cannot write the metrics file: {e}",
+                self.path.display()
+            );
+        }
+    }
+}
+
+/// Run the stages: how the rows ended, and the input's rows as last estimated (CSV).
 async fn pipeline(
     job: &Job,
     reader: Reader,
     writer: Writer,
     engine: &Engine,
     shutdown: &Shutdown,
-) -> Result<Option<()>, Error> {
+) -> Result<(End, Option<u64>), Error> {
     let stats = engine.shared.lookups.stats.clone();
     let read = Arc::new(ReadSoFar::default());
     let size = Size {
@@ -171,23 +264,30 @@ async fn pipeline(
     let write_task = tokio::task::spawn_blocking(move || write_all(writer, done_rx));
 
     let pacer = engine.shared.lookups.pacer.clone();
-    let progress = Progress::start(job.progress, job.progress_interval, stats, pacer, size);
+    let progress = Progress::start(
+        job.progress,
+        job.progress_interval,
+        stats,
+        pacer,
+        size,
+        engine.stop_at,
+    );
     let end = engine.run(batch_rx, done_tx, shutdown).await;
-    progress.finish().await;
+    let estimated = progress.finish().await;
     let written = write_task.await.expect("the writer thread does not panic");
 
     let writer = match (end, written) {
         // The writer's own error says more than the engine's "writer stopped".
         (_, Err(e)) => return Err(e.into()),
         (Err(e), Ok(_)) => return Err(e.into()),
-        // Dropping the unfinished writer removes its temporary files.
-        (Ok(End::Interrupted), Ok(_unfinished)) => return Ok(None),
         (Ok(End::Complete), Ok(writer)) => writer,
+        // Dropping the unfinished writer removes its temporary files.
+        (Ok(end), Ok(_unfinished)) => return Ok((end, estimated)),
     };
     tokio::task::spawn_blocking(move || writer.finish())
         .await
         .expect("the writer thread does not panic")?;
-    Ok(Some(()))
+    Ok((End::Complete, estimated))
 }
 
 /// Batches, then `End`: at the end of the input, or after `limit` rows. On an error it

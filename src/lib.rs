@@ -18,16 +18,19 @@
 
 pub mod api;
 pub mod backoff;
+pub mod cache;
 pub mod check;
 pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod dry_run;
+pub mod duration;
 pub mod engine;
 pub mod enrich;
 pub mod input;
 pub mod journal;
 pub mod key;
+pub mod metrics;
 pub mod outcome;
 pub mod output;
 pub mod pace;
@@ -46,6 +49,8 @@ pub enum Status {
     AllOk,
     SomeFailed,
     Interrupted,
+    /// `--deadline` or `--max-duration` stopped a run that had rows left.
+    OutOfTime,
 }
 
 impl Status {
@@ -55,6 +60,8 @@ impl Status {
             Status::AllOk => 0,
             Status::SomeFailed => 3,
             Status::Interrupted => 130,
+            // EX_TEMPFAIL (sysexits.h): try again later, which is just what to do.
+            Status::OutOfTime => 75,
         }
     }
 }
@@ -149,6 +156,7 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<Status, Error> {
             Ok(Status::AllOk)
         }
         Command::Demo(args) => demo::run(args, shutdown).await,
+        Command::Cache(command) => cache::run(command),
         Command::Check(args) => check::run(args).await,
         Command::Completions { shell } => {
             use clap::CommandFactory;
@@ -173,18 +181,36 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<Status, Error> {
 /// The run's last line on stderr.
 fn tell(report: &enrich::Report) {
     let s = &report.summary;
-    if report.status == Status::Interrupted {
-        let of = report
-            .total_rows
-            .map(|t| format!(" of {t}"))
-            .unwrap_or_default();
-        eprintln!(
-            "callinfo: interrupted: {}{of} rows done, {} saved in {}; nothing was written under the output name; run the same command again to finish",
-            s.rows,
-            summary::count(s.lookups, "lookup"),
-            report.journal.display()
-        );
-        return;
+    let of = report
+        .total_rows
+        .map(|t| format!(" of {t}"))
+        .unwrap_or_default();
+    let saved = format!(
+        "{} saved in {}; nothing was written under the output name",
+        summary::count(s.lookups, "lookup"),
+        report.journal.display()
+    );
+    match report.status {
+        Status::Interrupted => {
+            eprintln!(
+                "callinfo: interrupted: {}{of} rows done, {saved}; run the same command again to finish",
+                s.rows
+            );
+            return;
+        }
+        Status::OutOfTime => {
+            let left = report
+                .total_rows
+                .map(|t| format!(", about {} remain", t.saturating_sub(s.rows)))
+                .unwrap_or_default();
+            eprintln!(
+                "callinfo: out of time ({}): {}{of} rows done{left}; {saved}; the same command finishes the job",
+                report.window.as_deref().unwrap_or("the run's window"),
+                s.rows
+            );
+            return;
+        }
+        Status::AllOk | Status::SomeFailed => {}
     }
     if s.failed == 0 {
         eprintln!("callinfo: {}", s.line());

@@ -26,8 +26,8 @@ use crate::outcome::{Failure, Fields, LookupKind, Outcome};
 /// `PRAGMA application_id`: marks the file as callinfo's ("CALL").
 const APPLICATION_ID: i32 = 0x4341_4c4c;
 /// `PRAGMA user_version`: bumped whenever the table's meaning changes. A file of another
-/// version is refused, never misread.
-pub const FORMAT_VERSION: i32 = 1;
+/// version is refused, never misread. 2 added `stored_at`; a format-1 file is migrated.
+pub const FORMAT_VERSION: i32 = 2;
 /// How often committed outcomes are made durable (fsync via a WAL checkpoint).
 const DURABLE_EVERY: Duration = Duration::from_secs(1);
 /// Records committed in one transaction at most.
@@ -104,29 +104,63 @@ pub enum Role {
     /// Every outcome of this job. Transient failures of earlier runs are not reused: a rerun
     /// tries them again.
     Journal,
-    /// Only definitive answers (`ok`, `not_found`), shared across jobs.
-    Cache,
+    /// Only definitive answers (`ok`, `not_found`), shared across jobs, each for its TTL.
+    Cache(Ttl),
+}
+
+/// How long a cached answer is trusted: `--cache-ttl`, `--cache-not-found-ttl`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ttl {
+    pub ok: Duration,
+    pub not_found: Duration,
+}
+
+impl Default for Ttl {
+    fn default() -> Self {
+        Ttl {
+            ok: Duration::from_secs(30 * 86400),
+            not_found: Duration::from_secs(86400),
+        }
+    }
+}
+
+impl Ttl {
+    /// Whether an outcome stored at `stored_ms` (Unix milliseconds) is past its TTL.
+    fn expired(&self, outcome: &Outcome, stored_ms: i64, now_ms: i64) -> bool {
+        let ttl = match outcome {
+            Outcome::Ok(_) => self.ok,
+            Outcome::Failed(_) => self.not_found,
+        };
+        now_ms.saturating_sub(stored_ms) >= ttl.as_millis().min(i64::MAX as u128) as i64
+    }
+}
+
+/// Unix time in milliseconds: when an outcome is stored.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl Role {
     fn name(self) -> &'static str {
         match self {
             Role::Journal => "journal",
-            Role::Cache => "cache",
+            Role::Cache(_) => "cache",
         }
     }
 
     fn keeps(self, outcome: &Outcome) -> bool {
         match (self, outcome) {
-            (Role::Journal, _) | (Role::Cache, Outcome::Ok(_)) => true,
-            (Role::Cache, Outcome::Failed(f)) => f.kind == LookupKind::NotFound,
+            (Role::Journal, _) | (Role::Cache(_), Outcome::Ok(_)) => true,
+            (Role::Cache(_), Outcome::Failed(f)) => f.kind == LookupKind::NotFound,
         }
     }
 
     fn remedy(self) -> &'static str {
         match self {
             Role::Journal => "pass --fresh to start this output over",
-            Role::Cache => "use another --cache path for this environment",
+            Role::Cache(_) => "use another --cache path for this environment",
         }
     }
 }
@@ -169,6 +203,10 @@ impl Store {
     pub fn open(path: &Path, role: Role, env: &Environment) -> Result<Store, StoreError> {
         let name = path.display().to_string();
         let err = sqlite_error(&name);
+        private(path).map_err(|e| StoreError::Sqlite {
+            path: name.clone(),
+            message: e.to_string(),
+        })?;
         let conn = Connection::open(path).map_err(&err)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(&err)?;
         let app: i32 = conn
@@ -189,12 +227,20 @@ impl Store {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(&err)?;
         let fresh = app == 0 && version == 0;
-        if !fresh && (app != APPLICATION_ID || version != FORMAT_VERSION) {
+        if !fresh && (app != APPLICATION_ID || !(1..=FORMAT_VERSION).contains(&version)) {
             return Err(StoreError::Incompatible {
                 path: name.clone(),
                 role: role.name(),
                 found: if app == APPLICATION_ID { version } else { -1 },
             });
+        }
+        if version == 1 {
+            // Entries from before `stored_at` count as stored now: their TTL starts today.
+            conn.execute_batch(&format!(
+                "ALTER TABLE outcomes ADD COLUMN stored_at INTEGER NOT NULL DEFAULT {}",
+                now_ms()
+            ))
+            .map_err(&err)?;
         }
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(&err)?;
@@ -208,7 +254,7 @@ impl Store {
                 caller TEXT, called TEXT, media_ability INTEGER, call_data TEXT,
                 call_skill_id INTEGER, call_skill TEXT, call_type INTEGER,
                 http_status INTEGER, attempts INTEGER NOT NULL, message TEXT,
-                run INTEGER NOT NULL,
+                run INTEGER NOT NULL, stored_at INTEGER NOT NULL,
                 PRIMARY KEY (call_id, user_id, tenant_id, agent_id)
              ) WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -318,6 +364,7 @@ impl Store {
     ) -> Result<Vec<Hit>, StoreError> {
         let conn = self.reader.lock().unwrap();
         let mut found = Vec::new();
+        let (ttl, now) = (self.ttl(), now_ms());
         select(&conn, &self.path, keys, |key, row| {
             let Some(row) = row else {
                 // Put by this run and not yet committed: answered from memory.
@@ -325,10 +372,17 @@ impl Store {
                 found.push(Some((pending, Found::ThisRun)));
                 return Some(());
             };
-            found.push(row.and_then(|(outcome, run)| reusable(outcome, run, self.run)));
+            found.push(row.and_then(|r| reusable(r, self.run, ttl, now)));
             Some(())
         })?;
         Ok(found)
+    }
+
+    fn ttl(&self) -> Option<Ttl> {
+        match self.role {
+            Role::Cache(ttl) => Some(ttl),
+            Role::Journal => None,
+        }
     }
 
     /// Record an outcome for this run. Waits only when the writer is far behind.
@@ -386,6 +440,7 @@ impl Drop for Store {
 pub struct Peek {
     path: PathBuf,
     conn: Connection,
+    role: Role,
 }
 
 impl Peek {
@@ -414,6 +469,7 @@ impl Peek {
         Ok(Some(Peek {
             path: path.to_owned(),
             conn,
+            role,
         }))
     }
 
@@ -423,8 +479,13 @@ impl Peek {
         keys: impl IntoIterator<Item = &'k CallKey>,
     ) -> Result<Vec<bool>, StoreError> {
         let mut found = Vec::new();
+        let ttl = match self.role {
+            Role::Cache(ttl) => Some(ttl),
+            Role::Journal => None,
+        };
+        let now = now_ms();
         select(&self.conn, &self.path, keys, |_, row| {
-            found.push(row?.and_then(|(o, run)| reusable(o, run, 0)).is_some());
+            found.push(row?.and_then(|r| reusable(r, 0, ttl, now)).is_some());
             Some(())
         })?;
         Ok(found)
@@ -437,14 +498,14 @@ fn select<'k>(
     conn: &Connection,
     path: &Path,
     keys: impl IntoIterator<Item = &'k CallKey>,
-    mut each: impl FnMut(&CallKey, Option<Option<(Outcome, i64)>>) -> Option<()>,
+    mut each: impl FnMut(&CallKey, Option<Option<Stored>>) -> Option<()>,
 ) -> Result<(), StoreError> {
     let name = path.display().to_string();
     let err = sqlite_error(&name);
     let mut stmt = conn
         .prepare_cached(
             "SELECT status, caller, called, media_ability, call_data, call_skill_id,
-                    call_skill, call_type, http_status, attempts, message, run
+                    call_skill, call_type, http_status, attempts, message, run, stored_at
              FROM outcomes
              WHERE call_id = ?1 AND user_id = ?2 AND tenant_id = ?3 AND agent_id = ?4",
         )
@@ -470,9 +531,24 @@ fn select<'k>(
     Ok(())
 }
 
-/// An outcome recorded by run `recorded`, as seen by run `this`: reused unless it is a
-/// transient failure of an earlier run, which is what a rerun is for.
-fn reusable(outcome: Outcome, recorded: i64, this: i64) -> Hit {
+/// A row of the table.
+struct Stored {
+    outcome: Outcome,
+    run: i64,
+    stored_ms: i64,
+}
+
+/// A stored outcome as seen by run `this`: reused unless it is a transient failure of an
+/// earlier run (which is what a rerun is for) or past its cache TTL.
+fn reusable(row: Stored, this: i64, ttl: Option<Ttl>, now_ms: i64) -> Hit {
+    let Stored {
+        outcome,
+        run: recorded,
+        stored_ms,
+    } = row;
+    if ttl.is_some_and(|t| t.expired(&outcome, stored_ms, now_ms)) {
+        return None;
+    }
     let found = if recorded == this {
         Found::ThisRun
     } else {
@@ -595,10 +671,11 @@ fn write_loop(
         {
             let mut insert = tx.prepare_cached(
                 "INSERT OR REPLACE INTO outcomes VALUES
-                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
             )?;
+            let now = now_ms();
             for (key, outcome) in &batch {
-                write_outcome(&mut insert, key, outcome, run)?;
+                write_outcome(&mut insert, key, outcome, run, now)?;
             }
         }
         tx.commit()?;
@@ -632,6 +709,7 @@ fn write_outcome(
     key: &CallKey,
     outcome: &Outcome,
     run: i64,
+    stored_ms: i64,
 ) -> rusqlite::Result<usize> {
     let none = Fields::default();
     let f = outcome.fields().unwrap_or(&none);
@@ -653,12 +731,14 @@ fn write_outcome(
         failure.map_or(0, |f| f.attempts),
         failure.map(|f| f.message.as_str()),
         run,
+        stored_ms,
     ])
 }
 
-fn read_outcome(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Outcome, i64)> {
+fn read_outcome(row: &rusqlite::Row<'_>) -> rusqlite::Result<Stored> {
     let status: String = row.get(0)?;
     let run: i64 = row.get(11)?;
+    let stored_ms: i64 = row.get(12)?;
     let outcome = if status == "ok" {
         Outcome::Ok(Fields {
             caller: row.get(1)?,
@@ -684,5 +764,115 @@ fn read_outcome(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Outcome, i64)> {
             message: row.get::<_, Option<String>>(10)?.unwrap_or_default(),
         })
     };
-    Ok((outcome, run))
+    Ok(Stored {
+        outcome,
+        run,
+        stored_ms,
+    })
+}
+
+/// Create a store file readable by its owner only, whatever the umask: it holds every
+/// caller and called number. SQLite gives its `-wal` and `-shm` files the same mode.
+fn private(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+/// What `callinfo cache stats` shows.
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    pub ok: i64,
+    pub not_found: i64,
+    pub expired: i64,
+    /// Unix milliseconds of the oldest and newest entries.
+    pub oldest_ms: Option<i64>,
+    pub newest_ms: Option<i64>,
+    pub bytes: u64,
+}
+
+/// Open an existing cache for `cache stats|prune`: it must be one.
+fn open_cache(path: &Path) -> Result<Connection, StoreError> {
+    let name = path.display().to_string();
+    if !path.exists() {
+        return Err(StoreError::Sqlite {
+            path: name,
+            message: "no such cache file".into(),
+        });
+    }
+    let conn = Connection::open(path).map_err(sqlite_error(&name))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(sqlite_error(&name))?;
+    let app: i32 = conn
+        .pragma_query_value(None, "application_id", |r| r.get(0))
+        .unwrap_or(-1);
+    let version: i32 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap_or(-1);
+    if app != APPLICATION_ID || version != FORMAT_VERSION {
+        return Err(StoreError::Incompatible {
+            path: name,
+            role: "cache",
+            found: if app == APPLICATION_ID { version } else { -1 },
+        });
+    }
+    Ok(conn)
+}
+
+/// The expiry condition of `ttl` in SQL, for `now`.
+fn expired_sql(ttl: &Ttl, now: i64) -> String {
+    format!(
+        "(status = 'ok' AND stored_at <= {}) OR (status <> 'ok' AND stored_at <= {})",
+        now - ttl.ok.as_millis() as i64,
+        now - ttl.not_found.as_millis() as i64
+    )
+}
+
+pub fn cache_stats(path: &Path, ttl: &Ttl) -> Result<CacheStats, StoreError> {
+    let conn = open_cache(path)?;
+    let name = path.display().to_string();
+    let sql = format!(
+        "SELECT COALESCE(SUM(status = 'ok'), 0), COALESCE(SUM(status <> 'ok'), 0),
+                COALESCE(SUM({}), 0), MIN(stored_at), MAX(stored_at) FROM outcomes",
+        expired_sql(ttl, now_ms())
+    );
+    let mut stats = conn
+        .query_row(&sql, [], |r| {
+            Ok(CacheStats {
+                ok: r.get(0)?,
+                not_found: r.get(1)?,
+                expired: r.get(2)?,
+                oldest_ms: r.get(3)?,
+                newest_ms: r.get(4)?,
+                bytes: 0,
+            })
+        })
+        .map_err(sqlite_error(&name))?;
+    stats.bytes = std::fs::metadata(path).map_or(0, |m| m.len());
+    Ok(stats)
+}
+
+/// Delete the expired entries, then compact the file. Returns how many went.
+pub fn cache_prune(path: &Path, ttl: &Ttl) -> Result<u64, StoreError> {
+    let conn = open_cache(path)?;
+    let name = path.display().to_string();
+    let gone = conn
+        .execute(
+            &format!("DELETE FROM outcomes WHERE {}", expired_sql(ttl, now_ms())),
+            [],
+        )
+        .map_err(sqlite_error(&name))?;
+    conn.execute_batch("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")
+        .map_err(sqlite_error(&name))?;
+    Ok(gone as u64)
 }

@@ -39,7 +39,31 @@ pub struct Summary {
     /// The pace at the end, in requests per second: below `--rate` when the server
     /// throttled and the pacer adapted (start the next run there); `null` for no limit.
     pub pace_at_end: Option<f64>,
+    /// Lookup requests, send to answer: p50, p95, p99, max in milliseconds.
+    pub latency_ms: Option<Quantiles>,
+    /// Time requests waited for their pacer slot, likewise.
+    pub pacer_wait_ms: Option<Quantiles>,
     pub exit_status: u8,
+}
+
+#[derive(Serialize, Debug, Clone, Copy)]
+pub struct Quantiles {
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl Quantiles {
+    fn from([p50, p95, p99, max]: [f64; 4]) -> Quantiles {
+        Quantiles { p50, p95, p99, max }
+    }
+}
+
+impl std::fmt::Display for Quantiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}/{} ms", self.p50, self.p95, self.p99, self.max)
+    }
 }
 
 impl Summary {
@@ -85,6 +109,8 @@ impl Summary {
             rows_per_s: per_s(rows),
             requests_per_s: per_s(lookup_requests + token_requests),
             pace_at_end: pace_at_end.map(|r| (r * 10.0).round() / 10.0),
+            latency_ms: stats.latency.quantiles_ms().map(Quantiles::from),
+            pacer_wait_ms: stats.pacer_wait.quantiles_ms().map(Quantiles::from),
             exit_status,
         }
     }
@@ -103,8 +129,14 @@ impl Summary {
         } else {
             format!("{} failed ({})", self.failed, kinds.join(", "))
         };
+        let latency = match (&self.latency_ms, &self.pacer_wait_ms) {
+            (Some(l), Some(w)) => {
+                format!("; latency p50/p95/p99/max {l}, pacer wait {w}")
+            }
+            _ => String::new(),
+        };
         format!(
-            "{} rows: {} ok, {failed}; {} deduplicated, {} from journal, {} from cache; {} ({}, {} x 429, {}) in {:.1}s, {:.0} rows/s",
+            "{} rows: {} ok, {failed}; {} deduplicated, {} from journal, {} from cache; {} ({}, {} x 429, {}) in {:.1}s, {:.0} rows/s{latency}",
             self.rows,
             self.ok,
             self.deduplicated,

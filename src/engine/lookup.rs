@@ -38,7 +38,9 @@ impl Lookups {
     pub async fn attempt(&self, job: &mut Job, token: &Token) -> Step {
         job.attempts += 1;
         Stats::bump(&self.stats.requests);
+        let sent = tokio::time::Instant::now();
         let attempt = self.client.attempt(&job.key, token).await;
+        self.stats.latency.record(sent.elapsed());
         match attempt.status {
             Some(429) => {}
             Some(status) => {

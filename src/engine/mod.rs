@@ -77,6 +77,8 @@ pub enum End {
     Complete,
     /// A signal stopped the run; the rows after the last one written were not done.
     Interrupted,
+    /// `--deadline` / `--max-duration` came: likewise, and the same command finishes later.
+    OutOfTime,
 }
 
 /// A row's outcome, or the cell its lookup will fill.
@@ -120,7 +122,9 @@ impl Shared {
                     self.fatal.set(LookupError::from(e).into());
                     return;
                 }
+                let waiting = tokio::time::Instant::now();
                 l.pacer.ready().await;
+                l.stats.pacer_wait.record(waiting.elapsed());
                 // The token current at the slot, which a refresh may have replaced while
                 // this worker waited; only with none usable is the slot given up.
                 if let Some(token) = l.tokens.current() {
@@ -201,6 +205,8 @@ pub struct Engine {
     pub read_ahead: usize,
     /// How long lookups in flight may take to finish after a stop.
     pub grace: Duration,
+    /// When to stop admitting rows (`--deadline`, `--max-duration`).
+    pub stop_at: Option<tokio::time::Instant>,
 }
 
 impl Engine {
@@ -273,6 +279,7 @@ impl Engine {
             tokio::select! {
                 biased;
                 _ = shutdown.stop.cancelled() => return Ok(End::Interrupted),
+                _ = sleep_until(self.stop_at) => return Ok(End::OutOfTime),
                 _ = shared.fatal.token.cancelled() => return Err(shared.fatal.take()),
                 _ = journal.failed().cancelled() => return Err(store_error(&journal)),
                 _ = &mut cache_failed => return Err(store_error(cache.as_ref().expect("watched"))),
@@ -333,6 +340,13 @@ fn release(held: &mut Held, stats: &Stats) -> bool {
         held.next += 1;
     }
     true
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn store_error(store: &crate::store::Store) -> EngineError {

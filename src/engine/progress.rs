@@ -4,7 +4,9 @@
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::task::JoinHandle;
@@ -58,6 +60,17 @@ impl Size {
 pub struct Progress {
     stop: CancellationToken,
     task: JoinHandle<()>,
+    view: Arc<View>,
+}
+
+/// What both displays read.
+struct View {
+    stats: Arc<Stats>,
+    pacer: Arc<Pacer>,
+    size: Size,
+    started: Instant,
+    /// `--deadline` / `--max-duration`: the ETA says whether it will be met.
+    stop_at: Option<Instant>,
 }
 
 impl Progress {
@@ -67,8 +80,16 @@ impl Progress {
         stats: Arc<Stats>,
         pacer: Arc<Pacer>,
         size: Size,
+        stop_at: Option<Instant>,
     ) -> Progress {
         let stop = CancellationToken::new();
+        let view = Arc::new(View {
+            stats,
+            pacer,
+            size,
+            started: Instant::now(),
+            stop_at,
+        });
         let bar = match mode {
             ProgressMode::Never => None,
             ProgressMode::Always => Some(true),
@@ -76,15 +97,17 @@ impl Progress {
         };
         let task = match bar {
             None => tokio::spawn(async {}),
-            Some(true) => tokio::spawn(draw_bar(stats, pacer, size, stop.clone())),
-            Some(false) => tokio::spawn(log_lines(stats, pacer, size, interval, stop.clone())),
+            Some(true) => tokio::spawn(draw_bar(view.clone(), stop.clone())),
+            Some(false) => tokio::spawn(log_lines(view.clone(), interval, stop.clone())),
         };
-        Progress { stop, task }
+        Progress { stop, task, view }
     }
 
-    pub async fn finish(self) {
+    /// Stop the display; the input's rows as last estimated.
+    pub async fn finish(self) -> Option<u64> {
         self.stop.cancel();
         let _ = self.task.await;
+        self.view.size.estimate()
     }
 }
 
@@ -98,38 +121,58 @@ struct Snapshot {
     throttled: u64,
     /// The pace requests go out at: `--rate`, or lower after 429s.
     pace: String,
+    /// Whether the run's window will hold the rest, at the rate so far.
+    window: String,
 }
 
-fn snapshot(stats: &Stats, pacer: &Pacer, size: &Size, started: Instant) -> Snapshot {
-    let rows = Stats::get(&stats.rows);
-    let secs = started.elapsed().as_secs_f64().max(1e-3);
-    Snapshot {
-        rows,
-        total: size.estimate(),
-        lookups_per_s: Stats::get(&stats.requests) as f64 / secs,
-        errors: stats.failed_total(),
-        retries: Stats::get(&stats.retries),
-        throttled: Stats::get(&stats.throttled),
-        pace: match pacer.effective_rate() {
-            Some(r) => format!("{r:.1}/s"),
-            None => "unlimited".into(),
-        },
+impl View {
+    fn snapshot(&self) -> Snapshot {
+        let stats = &self.stats;
+        let rows = Stats::get(&stats.rows);
+        let elapsed = self.started.elapsed();
+        let secs = elapsed.as_secs_f64().max(1e-3);
+        let total = self.size.estimate();
+        Snapshot {
+            rows,
+            total,
+            lookups_per_s: Stats::get(&stats.requests) as f64 / secs,
+            errors: stats.failed_total(),
+            retries: Stats::get(&stats.retries),
+            throttled: Stats::get(&stats.throttled),
+            pace: match self.pacer.effective_rate() {
+                Some(r) => format!("{r:.1}/s"),
+                None => "unlimited".into(),
+            },
+            window: match (self.stop_at, total) {
+                (Some(at), Some(total)) if rows > 0 => {
+                    let left = at.saturating_duration_since(Instant::now()).as_secs_f64();
+                    let rate = rows as f64 / secs;
+                    let need = total.saturating_sub(rows) as f64 / rate;
+                    if need <= left {
+                        format!("  the window ends in {left:.0}s: on time")
+                    } else {
+                        let short = total.saturating_sub(rows + (rate * left) as u64);
+                        format!("  the window ends in {left:.0}s: ~{short} rows will be left")
+                    }
+                }
+                _ => String::new(),
+            },
+        }
     }
 }
 
-async fn draw_bar(stats: Arc<Stats>, pacer: Arc<Pacer>, size: Size, stop: CancellationToken) {
-    let started = Instant::now();
+async fn draw_bar(view: Arc<View>, stop: CancellationToken) {
     // Drawn once the input's size is known (the first batch, for CSV), so the total shown
     // is never a guess; an input of unknown size (stdin) is drawn at once, without one.
     let mut bar: Option<ProgressBar> = None;
-    let sized = size.rows.is_some() || size.bytes.is_some();
+    let sized = view.size.rows.is_some() || view.size.bytes.is_some();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.cancelled() => break,
         }
-        let s = snapshot(&stats, &pacer, &size, started);
+        let s = view.snapshot();
         if sized && s.total.is_none() {
             continue;
         }
@@ -146,12 +189,13 @@ async fn draw_bar(stats: Arc<Stats>, pacer: Arc<Pacer>, size: Size, stop: Cancel
         }
         bar.set_position(s.rows);
         bar.set_message(format!(
-            "{:.0} lookups/s  pace {}  {}  {}  {} x 429",
+            "{:.0} lookups/s  pace {}  {}  {}  {} x 429{}",
             s.lookups_per_s,
             s.pace,
             count(s.errors, "error"),
             count(s.retries, "retry"),
-            s.throttled
+            s.throttled,
+            s.window
         ));
     }
     if let Some(bar) = bar {
@@ -159,33 +203,27 @@ async fn draw_bar(stats: Arc<Stats>, pacer: Arc<Pacer>, size: Size, stop: Cancel
     }
 }
 
-async fn log_lines(
-    stats: Arc<Stats>,
-    pacer: Arc<Pacer>,
-    size: Size,
-    interval: Duration,
-    stop: CancellationToken,
-) {
-    let started = Instant::now();
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+async fn log_lines(view: Arc<View>, interval: Duration, stop: CancellationToken) {
+    let mut tick = tokio::time::interval_at(Instant::now() + interval, interval);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.cancelled() => return,
         }
-        let s = snapshot(&stats, &pacer, &size, started);
+        let s = view.snapshot();
         let of = match s.total {
             Some(t) => format!("/{t}"),
             None => String::new(),
         };
         tracing::info!(
-            "progress: {}{of} rows, {:.1} lookups/s, pace {}, {}, {}, {} x 429",
+            "progress: {}{of} rows, {:.1} lookups/s, pace {}, {}, {}, {} x 429{}",
             s.rows,
             s.lookups_per_s,
             s.pace,
             count(s.errors, "error"),
             count(s.retries, "retry"),
-            s.throttled
+            s.throttled,
+            s.window
         );
     }
 }

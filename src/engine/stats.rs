@@ -2,6 +2,10 @@
 //! display and the summary. Tallied by kind, never a list of results.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
 
 use crate::outcome::{LookupKind, Outcome};
 
@@ -24,6 +28,44 @@ pub struct Stats {
     pub from_journal: AtomicU64,
     /// Rows answered from `--cache`.
     pub from_cache: AtomicU64,
+    /// Time from sending a lookup to its answer (or its failure).
+    pub latency: Latency,
+    /// Time a request waited for its pacer slot.
+    pub pacer_wait: Latency,
+}
+
+/// A distribution of durations in microseconds, 1 us to 1 h at 2 significant digits:
+/// fixed memory (a few tens of KB) however many requests.
+pub struct Latency(Mutex<Histogram<u64>>);
+
+impl Default for Latency {
+    fn default() -> Self {
+        Latency(Mutex::new(
+            Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid bounds"),
+        ))
+    }
+}
+
+impl Latency {
+    pub fn record(&self, d: Duration) {
+        let us = (d.as_micros() as u64).clamp(1, 3_600_000_000);
+        let _ = self.0.lock().unwrap().record(us);
+    }
+
+    /// p50, p95, p99 and max, in milliseconds; `None` with no sample.
+    pub fn quantiles_ms(&self) -> Option<[f64; 4]> {
+        let h = self.0.lock().unwrap();
+        if h.is_empty() {
+            return None;
+        }
+        let ms = |us: u64| (us as f64 / 100.0).round() / 10.0;
+        Some([
+            ms(h.value_at_quantile(0.5)),
+            ms(h.value_at_quantile(0.95)),
+            ms(h.value_at_quantile(0.99)),
+            ms(h.max()),
+        ])
+    }
 }
 
 impl Stats {

@@ -17,7 +17,15 @@ impl AtomicFile {
     /// and is writable, before any lookup is paid for.
     pub fn create(target: &Path) -> io::Result<AtomicFile> {
         let dir = parent_dir(target);
-        let tmp = tempfile::Builder::new()
+        let mut builder = tempfile::Builder::new();
+        // Like any file a tool writes: 0666 less the umask (0644 under the usual 022), so
+        // the next job, run by another user, can read it. The rename keeps the mode.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            builder.permissions(std::fs::Permissions::from_mode(0o666));
+        }
+        let tmp = builder
             .prefix(&temp_prefix(target))
             .suffix(".tmp")
             .tempfile_in(dir)?;

@@ -106,10 +106,12 @@ fn each_error_kind_once_with_its_report_line() {
             "failed_by_kind",
             "from_cache",
             "from_journal",
+            "latency_ms",
             "lookup_requests",
             "lookups",
             "ok",
             "pace_at_end",
+            "pacer_wait_ms",
             "requests",
             "requests_per_s",
             "retries",
@@ -122,6 +124,12 @@ fn each_error_kind_once_with_its_report_line() {
         "the documented schema, no more, no less"
     );
     assert_eq!(summary["schema_version"], 1);
+    for figure in ["latency_ms", "pacer_wait_ms"] {
+        let q = &summary[figure];
+        let [p50, p95, p99, max] = ["p50", "p95", "p99", "max"].map(|k| q[k].as_f64().unwrap());
+        assert!(p50 <= p95 && p95 <= p99 && p99 <= max, "{q}");
+    }
+    assert!(summary["latency_ms"]["max"].as_f64() > Some(0.0));
     assert!(
         summary["pace_at_end"].as_f64().is_some(),
         "a 429 set a pace: {summary}"
