@@ -22,9 +22,18 @@ pub async fn run(args: CheckArgs) -> Result<Status, Error> {
         tenant_id,
         user_id,
         agent_id,
+        shared_quota,
+        cache,
     } = args;
     let api = Api::from_args(api_args)?;
     println!("base URL  {}", api.base_url);
+    let redis_urls = [shared_quota, cache.filter(|c| c.starts_with("redis"))];
+    for url in redis_urls.into_iter().flatten() {
+        match crate::redis::Redis::connect(&url).await {
+            Ok(r) => println!("ok        Redis {} answers", r.url()),
+            Err(e) => return fail(format!("Redis {e}")),
+        }
+    }
 
     let url = reqwest::Url::parse(&api.base_url).expect("checked by config");
     let host = url.host_str().unwrap_or_default().to_owned();
@@ -77,6 +86,7 @@ pub async fn run(args: CheckArgs) -> Result<Status, Error> {
         Err(AuthError::Unavailable { url, cause }) => {
             return fail(format!("cannot get a token from {url}: {}", cause))
         }
+        Err(e @ AuthError::Quota(_)) => return fail(e.to_string()),
     };
 
     let key = CallKey {

@@ -103,6 +103,17 @@ pub struct CheckArgs {
     pub user_id: String,
     #[arg(long, env = "CEC_AGENT_ID", default_value = "")]
     pub agent_id: String,
+    /// Also check that this shared-quota Redis answers.
+    #[arg(
+        long,
+        value_name = "redis://...",
+        env = "CALLINFO_SHARED_QUOTA",
+        hide_env_values = true
+    )]
+    pub shared_quota: Option<String>,
+    /// Also check this cache: a Redis URL answers, a file is a callinfo cache.
+    #[arg(long, value_name = "PATH|redis://...")]
+    pub cache: Option<String>,
 }
 
 const INPUT: &str = "Input";
@@ -180,6 +191,11 @@ pub struct EnrichArgs {
     /// finish, save the journal and exit 75: the same command finishes the job later.
     #[arg(long, value_name = "HH:MM", value_parser = duration::parse_clock, help_heading = PACING)]
     pub deadline: Option<ClockTime>,
+    /// Share --rate with every job of the same app that names this Redis: no sliding second
+    /// holds more than --rate requests of all of them together.
+    #[arg(long, value_name = "redis://HOST:PORT[/DB]", env = "CALLINFO_SHARED_QUOTA",
+          hide_env_values = true, help_heading = PACING)]
+    pub shared_quota: Option<String>,
     /// Likewise, this long after the start: 30m, 2h.
     #[arg(long, value_name = "DURATION", value_parser = duration::parse, help_heading = PACING)]
     pub max_duration: Option<Duration>,

@@ -45,6 +45,8 @@ pub struct Job {
     pub stop: Option<Window>,
     pub ttl: Ttl,
     pub metrics_file: Option<PathBuf>,
+    /// `--shared-quota`: the Redis URL (may hold a password: never printed).
+    pub shared_quota: Option<String>,
 }
 
 /// The end of a run's window, from its start, and the flag that set it (for messages).
@@ -234,6 +236,18 @@ impl Job {
                     "a number of requests per second above 0 and at most 1000000, or 0 for no limit",
             }),
         };
+        if let Some(url) = &args.shared_quota {
+            if rate.is_none() {
+                return Err(ConfigError::Usage(
+                    "--shared-quota shares --rate between jobs: give --rate a limit (not 0)",
+                ));
+            }
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(ConfigError::Usage(
+                    "--shared-quota takes a redis:// (or rediss://) URL",
+                ));
+            }
+        }
         let field = |column: Option<String>, default: Option<String>| FieldSpec { column, default };
         let tsv = |p: Option<&Path>| {
             p.and_then(|p| p.extension())
@@ -290,6 +304,7 @@ impl Job {
                 not_found: args.ttl.cache_not_found_ttl,
             },
             metrics_file: args.metrics_file,
+            shared_quota: args.shared_quota,
             summary_json: args.summary_json,
             delimiter,
             layout,

@@ -86,6 +86,7 @@ pub async fn run(args: DemoArgs, shutdown: Shutdown) -> Result<Status, Error> {
         stop: None,
         ttl: crate::store::Ttl::default(),
         metrics_file: None,
+        shared_quota: None,
         progress_interval: Duration::from_secs(10),
         summary_json: None,
     };

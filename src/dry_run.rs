@@ -42,6 +42,10 @@ pub async fn run(job: Job) -> Result<Status, Error> {
         false => Peek::open(&job.journal, Role::Journal, &env)?,
     };
     let cache = match &job.cache {
+        Some(path) if crate::enrich::is_redis(path) => {
+            println!("(the Redis cache is not consulted by --dry-run)");
+            None
+        }
         Some(path) => Peek::open(path, Role::Cache(job.ttl), &env)?,
         None => None,
     };

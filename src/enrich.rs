@@ -13,13 +13,15 @@ use crate::api::auth::TokenProvider;
 use crate::api::client::Client;
 use crate::backoff::Backoff;
 use crate::config::Job;
+use crate::engine::memo::Cache;
 use crate::engine::progress::{Progress, ReadSoFar, Size};
-use crate::engine::{End, Engine, Lookups, Memo, Shared, Stats};
+use crate::engine::{End, Engine, EngineError, Lookups, Memo, Shared, Stats};
 use crate::input::{InputError, Read, Reader};
 use crate::journal::{Ending, Journal};
 use crate::outcome::LookupKind;
 use crate::output::{Done, OutputError, Writer};
 use crate::pace::Pacer;
+use crate::redis::{Redis, RedisCache, SharedQuota};
 use crate::store::{Environment, Role, Store, StoreError};
 use crate::summary::Summary;
 use crate::{api, metrics, Error, FailOn, Shutdown, Status};
@@ -64,15 +66,31 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
         blocking(move || Journal::open(&path, fresh, &env)).await?
     };
     writer.remove_leftovers();
-    let ttl = job.ttl;
     let cache = match job.cache.clone() {
-        Some(path) => Some(Arc::new(
-            blocking(move || Store::open(&path, Role::Cache(ttl), &env)).await?,
-        )),
+        Some(path) if is_redis(&path) => {
+            let redis = Redis::connect(&path.to_string_lossy())
+                .await
+                .map_err(EngineError::from)?;
+            Some(Cache::Redis(Arc::new(RedisCache::new(
+                redis, &env, job.ttl,
+            ))))
+        }
+        Some(path) => {
+            let (env, ttl) = (env.clone(), job.ttl);
+            let store = blocking(move || Store::open(&path, Role::Cache(ttl), &env)).await?;
+            Some(Cache::File(Arc::new(store)))
+        }
+        None => None,
+    };
+    let shared = match &job.shared_quota {
+        Some(url) => {
+            let redis = Redis::connect(url).await.map_err(EngineError::from)?;
+            Some(Arc::new(SharedQuota::new(redis, &env)))
+        }
         None => None,
     };
 
-    let pacer = Arc::new(Pacer::new(job.rate));
+    let pacer = Arc::new(Pacer::shared(job.rate, shared));
     let backoff = Backoff::new(job.max_retries);
     let http = api::http_client(job.api.timeout, job.concurrency, job.api.ca_cert.as_deref())
         .map_err(|e| Error::Setup(format!("cannot set up the HTTP client: {e}")))?;
@@ -148,8 +166,8 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
         _ => Ending::RerunHasWork,
     };
     let closed = blocking(move || {
-        if let Some(cache) = cache {
-            cache.close()?;
+        if let Some(Cache::File(store)) = cache {
+            store.close()?;
         }
         journal.close(ending)
     })
@@ -354,4 +372,10 @@ mod test_hooks {
             panic!("test hook: the reader dies at row {first_row}");
         }
     }
+}
+
+/// `--cache redis://...` (or `rediss://`) is a Redis cache; anything else a file.
+pub fn is_redis(path: &std::path::Path) -> bool {
+    let s = path.to_string_lossy();
+    s.starts_with("redis://") || s.starts_with("rediss://")
 }

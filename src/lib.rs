@@ -34,6 +34,7 @@ pub mod metrics;
 pub mod outcome;
 pub mod output;
 pub mod pace;
+pub mod redis;
 pub mod secret;
 pub mod sim;
 pub mod store;

@@ -10,10 +10,12 @@
 //! all later requests back, losing 6% of the quota; a larger burst breaks the guarantee.)
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+use crate::redis::{RedisError, SharedQuota};
 
 /// Requests are spaced 1.5% wider than `1/rate`, and the window below counts `rate` sends
 /// per 1.015 s: a server counting arrivals then sees at most `rate` in any second even when
@@ -33,6 +35,8 @@ const WINDOW: Duration = Duration::from_secs(1);
 pub struct Pacer {
     max_rate: Option<f64>,
     state: Mutex<Adaptive>,
+    /// `--shared-quota`: the window every process of the app draws from, after this one's.
+    shared: Option<Arc<SharedQuota>>,
 }
 
 struct Adaptive {
@@ -92,8 +96,14 @@ impl Ceiling {
 impl Pacer {
     /// `rate` requests per second; `None` sets no ceiling (the pacer still adapts to 429s).
     pub fn new(rate: Option<f64>) -> Pacer {
+        Pacer::shared(rate, None)
+    }
+
+    /// Likewise, and every request also waits for its turn in the shared window.
+    pub fn shared(rate: Option<f64>, shared: Option<Arc<SharedQuota>>) -> Pacer {
         let now = Instant::now();
         Pacer {
+            shared,
             max_rate: rate,
             state: Mutex::new(Adaptive {
                 ceiling: rate.map(Ceiling::new),
@@ -107,15 +117,33 @@ impl Pacer {
         }
     }
 
-    /// Wait for this request's turn in the first-come schedule.
-    pub async fn ready(&self) {
-        self.wait(false).await
+    /// Wait for this request's turn in the first-come schedule. Fails only when the shared
+    /// quota has been unreachable for too long: then no request may go.
+    pub async fn ready(&self) -> Result<(), RedisError> {
+        self.wait(false).await;
+        self.share().await
     }
 
     /// Wait for the next opening, ahead of the requests already scheduled: for the token
     /// request that the scheduled lookups wait on. The sliding window still holds.
-    pub async fn ready_first(&self) {
-        self.wait(true).await
+    pub async fn ready_first(&self) -> Result<(), RedisError> {
+        self.wait(true).await;
+        self.share().await
+    }
+
+    /// The shared window's turn, after this process's own; the adapted pace is published
+    /// when it changed, so that every process paces alike.
+    async fn share(&self) -> Result<(), RedisError> {
+        let Some(shared) = &self.shared else {
+            return Ok(());
+        };
+        let (cap, span, pace) = {
+            let s = self.state.lock().unwrap();
+            let c = s.ceiling.as_ref().expect("--shared-quota requires --rate");
+            (c.cap, c.span, s.throttled)
+        };
+        shared.publish_pace(pace).await;
+        shared.admit(cap, span).await
     }
 
     async fn wait(&self, first: bool) {
@@ -187,6 +215,11 @@ impl Pacer {
         s.throttled = Some(pace);
         s.last_cut = Some(now);
         s.last_raise = now;
+        drop(s);
+        if let (Some(shared), Some(wait)) = (&self.shared, retry_after) {
+            let shared = shared.clone();
+            tokio::spawn(async move { shared.pause(wait).await });
+        }
     }
 
     /// The pace requests go out at now: the adapted one, else `--rate` (`None`: no limit).

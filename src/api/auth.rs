@@ -36,6 +36,8 @@ pub enum AuthError {
     WrongUrl { url: String },
     #[error("cannot get a token from {url}: {cause}")]
     Unavailable { url: String, cause: String },
+    #[error(transparent)]
+    Quota(#[from] crate::redis::RedisError),
 }
 
 /// A token as handed to lookups: cheap to clone, its value never printed.
@@ -238,7 +240,7 @@ impl TokenProvider {
         let mut warned = false;
         loop {
             // Lookups hold the schedule's next slots; this request is what they wait on.
-            self.pacer.ready_first().await;
+            self.pacer.ready_first().await?;
             self.requests.fetch_add(1, Ordering::Relaxed);
             let started = Instant::now();
             let error = match self.fetch_once().await {

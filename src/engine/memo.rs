@@ -14,13 +14,45 @@ use super::{EngineError, Slot};
 use crate::engine::Stats;
 use crate::key::{CallKey, RowKey};
 use crate::outcome::Outcome;
+use crate::redis::RedisCache;
 use crate::store::{Found, Store, StoreError};
 
 pub struct Memo {
     pub journal: Arc<Store>,
-    pub cache: Option<Arc<Store>>,
+    pub cache: Option<Cache>,
     /// Keys being looked up, and where their outcome will land.
     inflight: Mutex<HashMap<CallKey, Arc<Cell>>>,
+}
+
+/// `--cache`: a SQLite file, or Redis shared across machines.
+#[derive(Clone)]
+pub enum Cache {
+    File(Arc<Store>),
+    Redis(Arc<RedisCache>),
+}
+
+impl Cache {
+    /// Fires when the cache can no longer be written.
+    pub fn failed(&self) -> &tokio_util::sync::CancellationToken {
+        match self {
+            Cache::File(store) => store.failed(),
+            Cache::Redis(cache) => cache.failed(),
+        }
+    }
+
+    pub fn error(&self) -> Option<EngineError> {
+        match self {
+            Cache::File(store) => store.error().map(EngineError::from),
+            Cache::Redis(cache) => cache.error().map(EngineError::from),
+        }
+    }
+}
+
+fn valid(row: &RowKey) -> &CallKey {
+    match row {
+        RowKey::Valid(k) => k,
+        RowKey::Invalid { .. } => unreachable!("only valid keys are asked"),
+    }
 }
 
 /// What the stores knew of one row's key when the batch was read.
@@ -33,7 +65,7 @@ enum Known {
 }
 
 impl Memo {
-    pub fn new(journal: Arc<Store>, cache: Option<Arc<Store>>) -> Memo {
+    pub fn new(journal: Arc<Store>, cache: Option<Cache>) -> Memo {
         Memo {
             journal,
             cache,
@@ -132,8 +164,10 @@ impl Memo {
     /// A lookup finished: keep it, then let later rows find it in the journal, not in flight.
     pub(super) async fn record(&self, key: &CallKey, cell: &Cell, outcome: Arc<Outcome>) {
         self.journal.put(key, &outcome).await;
-        if let Some(cache) = &self.cache {
-            cache.put(key, &outcome).await;
+        match &self.cache {
+            Some(Cache::File(store)) => store.put(key, &outcome).await,
+            Some(Cache::Redis(cache)) => cache.record(key, &outcome).await,
+            None => {}
         }
         cell.set(outcome);
         self.inflight.lock().unwrap().remove(key);
@@ -144,21 +178,23 @@ impl Memo {
         &self,
         keys: Arc<[RowKey]>,
         ask: Vec<usize>,
-    ) -> Result<Vec<(usize, Known)>, StoreError> {
+    ) -> Result<Vec<(usize, Known)>, EngineError> {
         if ask.is_empty() {
             return Ok(Vec::new());
         }
-        let (journal, cache) = (self.journal.clone(), self.cache.clone());
-        blocking(move || {
-            let key = |i: usize| match &keys[i] {
-                RowKey::Valid(k) => k,
-                RowKey::Invalid { .. } => unreachable!("only valid keys are asked"),
-            };
+        let journal = self.journal.clone();
+        let file_cache = match &self.cache {
+            Some(Cache::File(store)) => Some(store.clone()),
+            _ => None,
+        };
+        let keys_read = keys.clone();
+        let (mut known, misses) = blocking(move || {
+            let keys = keys_read;
             let mut known: Vec<(usize, Known)> = Vec::with_capacity(ask.len());
             let mut misses = Vec::new();
             for (&i, hit) in ask
                 .iter()
-                .zip(journal.get_many(ask.iter().map(|&i| key(i)))?)
+                .zip(journal.get_many(ask.iter().map(|&i| valid(&keys[i])))?)
             {
                 known.push((
                     i,
@@ -172,17 +208,29 @@ impl Memo {
                     },
                 ));
             }
-            if let Some(cache) = &cache {
-                let hits = cache.get_many(misses.iter().map(|&m| key(known[m].0)))?;
+            if let Some(cache) = &file_cache {
+                let hits = cache.get_many(misses.iter().map(|&m| valid(&keys[known[m].0])))?;
+                let mut left = Vec::new();
                 for (&m, hit) in misses.iter().zip(hits) {
-                    if let Some((o, _)) = hit {
-                        known[m].1 = Known::Cache(o);
+                    match hit {
+                        Some((o, _)) => known[m].1 = Known::Cache(o),
+                        None => left.push(m),
                     }
                 }
+                misses = left;
             }
-            Ok(known)
+            Ok((known, misses))
         })
-        .await
+        .await?;
+        if let Some(Cache::Redis(cache)) = &self.cache {
+            let asked: Vec<&CallKey> = misses.iter().map(|&m| valid(&keys[known[m].0])).collect();
+            for (&m, hit) in misses.iter().zip(cache.get_many(&asked).await?) {
+                if let Some(o) = hit {
+                    known[m].1 = Known::Cache(Arc::new(o));
+                }
+            }
+        }
+        Ok(known)
     }
 
     async fn read_one(&self, key: CallKey) -> Result<Known, StoreError> {

@@ -56,6 +56,8 @@ pub enum EngineError {
     Lookup(#[from] LookupError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Redis(#[from] crate::redis::RedisError),
     #[error("stopped after the first {keys} lookups all failed as {kind} (last: {message}); nothing suggests the rest would do better")]
     Systemic {
         keys: u32,
@@ -123,7 +125,11 @@ impl Shared {
                     return;
                 }
                 let waiting = tokio::time::Instant::now();
-                l.pacer.ready().await;
+                if let Err(e) = l.pacer.ready().await {
+                    self.queue.unclaim();
+                    self.fatal.set(LookupError::Auth(e.into()).into());
+                    return;
+                }
                 l.stats.pacer_wait.record(waiting.elapsed());
                 // The token current at the slot, which a refresh may have replaced while
                 // this worker waited; only with none usable is the slot given up.
@@ -282,7 +288,12 @@ impl Engine {
                 _ = sleep_until(self.stop_at) => return Ok(End::OutOfTime),
                 _ = shared.fatal.token.cancelled() => return Err(shared.fatal.take()),
                 _ = journal.failed().cancelled() => return Err(store_error(&journal)),
-                _ = &mut cache_failed => return Err(store_error(cache.as_ref().expect("watched"))),
+                _ = &mut cache_failed => {
+                    return Err(cache
+                        .as_ref()
+                        .and_then(|c| c.error())
+                        .expect("a cache fires `failed` after setting its error"))
+                }
                 _ = shared.settled.notified() => {}
                 read = batches.recv(), if admit => match read {
                     Some(Ok(Read::Batch(batch))) => {

@@ -15,6 +15,7 @@ mod parquet_io;
 mod rate;
 mod resume;
 mod secrets;
+mod shared;
 mod shutdown;
 mod stress;
 mod tls;
