@@ -5,6 +5,9 @@ machines are shared and noisy.
 
     python3 scripts/bench.py            # the whole table (~15 min on 2 cores)
     BENCH_QUICK=1 python3 scripts/bench.py   # smaller inputs, same scenarios (~4 min)
+    BENCH_ONLY=tail,shared python3 scripts/bench.py   # only these scenarios
+
+Scenarios: speed, quota, latency, tail, memory, cpu, shared (needs redis-server).
 
 Needs: cargo, python3, wrk (apt-get install wrk), and for the peer `pip install aiohttp
 aiolimiter` (done here if missing).
@@ -31,6 +34,11 @@ N_MEM = (200_000, 1_000_000) if QUICK else (1_000_000, 5_000_000)
 N_CPU = 10_000 if QUICK else 100_000
 N_TAIL = 3_000
 ENV = dict(os.environ, CEC_APP_KEY="demo", CEC_APP_SECRET="demo")
+ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
+
+
+def want(name):
+    return not ONLY or name in ONLY
 
 
 class Sim:
@@ -114,6 +122,50 @@ def wrk_ceiling(sim, connections):
     return float(re.search(r"Requests/sec:\s+(\S+)", out).group(1))
 
 
+def shared_jobs(row):
+    """Three jobs of unequal size started together on one quota of 50: with --shared-quota
+    (Redis), and each alone at --rate 50 for comparison."""
+    import socket
+    sizes = (3000, 1000, 500)
+    inputs = [gen(n, os.path.join(WORK, f"job{n}.csv")) for n in sizes]
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    redis = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                              "--save", "", "--appendonly", "no"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        results = {}
+        for label, extra in (("shared", ["--shared-quota", f"redis://127.0.0.1:{port}/0"]),
+                             ("alone", [])):
+            with Sim("--limit", "50") as sim:
+                env = dict(ENV, CEC_BASE_URL=sim.url)
+                start = time.time()
+                procs = [subprocess.Popen([BIN, "enrich", inp, inp + f".{label}.parquet",
+                                           "--fresh", "--progress", "never", "--rate", "50",
+                                           *extra], env=env, stderr=subprocess.DEVNULL)
+                         for inp in inputs]
+                codes = [p.wait() for p in procs]
+                results[label] = (time.time() - start, sim.stats()["rejected_429"], codes)
+    finally:
+        redis.kill()
+        redis.wait()
+    ideal = sum(sizes) / 50
+    wall, throttled, codes = results["shared"]
+    alone_wall, alone_429, _ = results["alone"]
+    row("shared quota", f"{wall / ideal:.3f}", "<= 1.05, 0 x 429",
+        f"jobs of 3000/1000/500 rows on one quota of 50: last ends in {wall:.1f} s "
+        f"(ideal {ideal:.0f} s), {throttled} x 429, exits {codes}; without sharing "
+        f"(each --rate 50): {alone_wall:.1f} s, {alone_429} x 429")
+
+
 def main():
     global WORK
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
@@ -122,7 +174,7 @@ def main():
     except ImportError:
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "aiohttp", "aiolimiter"],
                        check=True)
-    if not shutil.which("wrk"):
+    if want("speed") and not shutil.which("wrk"):
         sys.exit("bench: wrk is needed for the ceiling (apt-get install wrk)")
     WORK = tempfile.mkdtemp(prefix="callinfo-bench-")
     rows = []
@@ -131,79 +183,88 @@ def main():
         rows.append((name, figure, target, detail))
         print(f"  {name}: {figure} ({detail})", file=sys.stderr, flush=True)
 
-    speed_in = gen(N_SPEED, os.path.join(WORK, "speed.csv"))
-    with Sim() as sim:
-        ceiling = wrk_ceiling(sim, 64)
-        ours = callinfo(sim, speed_in, os.path.join(WORK, "out.parquet"), "--rate", "0",
-                        "--concurrency", "64")
-        theirs = peer(sim, speed_in, os.path.join(WORK, "peer.csv"), "--rate", "1000000",
-                      "--concurrency", "64")
-    row("ceiling", f"{ours['rows_s'] / ceiling:.2f}", ">= 0.7",
-        f"callinfo {ours['rows_s']:.0f} rows/s CSV->Parquet / wrk {ceiling:.0f} req/s, 64 conns")
-    row("peer rows/s", f"{ours['rows_s'] / theirs['rows_s']:.1f}x", ">= 10x",
-        f"callinfo {ours['rows_s']:.0f} / py_enrich {theirs['rows_s']:.0f} rows/s, {N_SPEED} rows")
-    row("peer CPU/row (no limit)", f"{theirs['cpu'] / ours['cpu']:.1f}x less",
-        "lower", f"callinfo {ours['cpu'] / N_SPEED * 1e6:.0f} us, py_enrich "
-        f"{theirs['cpu'] / N_SPEED * 1e6:.0f} us user+sys per row")
+    if want("speed"):
+        speed_in = gen(N_SPEED, os.path.join(WORK, "speed.csv"))
+        with Sim() as sim:
+            ceiling = wrk_ceiling(sim, 64)
+            ours = callinfo(sim, speed_in, os.path.join(WORK, "out.parquet"), "--rate", "0",
+                            "--concurrency", "64")
+            theirs = peer(sim, speed_in, os.path.join(WORK, "peer.csv"), "--rate", "1000000",
+                          "--concurrency", "64")
+        row("ceiling", f"{ours['rows_s'] / ceiling:.2f}", ">= 0.7",
+            f"callinfo {ours['rows_s']:.0f} rows/s CSV->Parquet / wrk {ceiling:.0f} req/s, 64 conns")
+        row("peer rows/s", f"{ours['rows_s'] / theirs['rows_s']:.1f}x", ">= 10x",
+            f"callinfo {ours['rows_s']:.0f} / py_enrich {theirs['rows_s']:.0f} rows/s, {N_SPEED} rows")
+        row("peer CPU/row (no limit)", f"{theirs['cpu'] / ours['cpu']:.1f}x less",
+            "lower", f"callinfo {ours['cpu'] / N_SPEED * 1e6:.0f} us, py_enrich "
+            f"{theirs['cpu'] / N_SPEED * 1e6:.0f} us user+sys per row")
 
-    quota_in = gen(N_QUOTA, os.path.join(WORK, "quota.csv"))
-    with Sim("--limit", "50") as sim:
-        r = callinfo(sim, quota_in, os.path.join(WORK, "q.parquet"), "--rate", "50")
-        s = r["summary"]
-    row("quota fidelity", f"{s['requests_per_s'] / 50:.3f}", ">= 0.98, 0 x 429",
-        f"{s['throttled_429']} x 429, {s['requests_per_s']:.2f} req/s at limit 50, "
-        f"{N_QUOTA} rows")
-    with Sim("--limit", "50") as sim:
-        r = callinfo(sim, quota_in, os.path.join(WORK, "o.parquet"), "--rate", "200")
-        s = r["summary"]
-    share = s["throttled_429"] / max(1, s["requests"])
-    row("over-asked quota", f"{s['requests_per_s'] / 50:.3f}", ">= 0.9, 429s <= 2%",
-        f"{s['ok']}/{s['rows']} ok, {s['throttled_429']} x 429 = {share:.1%} of "
-        f"{s['requests']} requests, pace found {s['pace_at_end']}")
+    if want("quota"):
+        quota_in = gen(N_QUOTA, os.path.join(WORK, "quota.csv"))
+        with Sim("--limit", "50") as sim:
+            r = callinfo(sim, quota_in, os.path.join(WORK, "q.parquet"), "--rate", "50")
+            s = r["summary"]
+        row("quota fidelity", f"{s['requests_per_s'] / 50:.3f}", ">= 0.98, 0 x 429",
+            f"{s['throttled_429']} x 429, {s['requests_per_s']:.2f} req/s at limit 50, "
+            f"{N_QUOTA} rows")
+        with Sim("--limit", "50") as sim:
+            r = callinfo(sim, quota_in, os.path.join(WORK, "o.parquet"), "--rate", "200")
+            s = r["summary"]
+        share = s["throttled_429"] / max(1, s["requests"])
+        row("over-asked quota", f"{s['requests_per_s'] / 50:.3f}", ">= 0.9, 429s <= 2%",
+            f"{s['ok']}/{s['rows']} ok, {s['throttled_429']} x 429 = {share:.1%} of "
+            f"{s['requests']} requests, pace found {s['pace_at_end']}")
 
-    lat_in = gen(N_LATENCY, os.path.join(WORK, "latency.csv"))
-    with Sim("--latency-ms", "200") as sim:
-        r = callinfo(sim, lat_in, os.path.join(WORK, "l.parquet"), "--rate", "0",
-                     "--concurrency", "64")
-    row("latency", f"{r['rows_s'] / (64 / 0.2):.3f}", ">= 0.9",
-        f"{r['rows_s']:.0f} rows/s / (64 / 0.2 s), {N_LATENCY} rows")
+    if want("latency"):
+        lat_in = gen(N_LATENCY, os.path.join(WORK, "latency.csv"))
+        with Sim("--latency-ms", "200") as sim:
+            r = callinfo(sim, lat_in, os.path.join(WORK, "l.parquet"), "--rate", "0",
+                         "--concurrency", "64")
+        row("latency", f"{r['rows_s'] / (64 / 0.2):.3f}", ">= 0.9",
+            f"{r['rows_s']:.0f} rows/s / (64 / 0.2 s), {N_LATENCY} rows")
 
-    # 1% of the rows among the first 600 answer 12 s late: each could still be done by
-    # rows / rate, so a run that never lets a slow row hold the others back takes that long.
-    tail_in = os.path.join(WORK, "tail.csv")
-    with open(tail_in, "w") as f:
-        f.write("callId,userId,tenantId,agentId\n")
-        for i in range(N_TAIL):
-            call = f"simslow-{i}" if i < 600 and i % 20 == 7 else f"tail-{i}"
-            f.write(f"{call},1652268429538866153,202205116084,109\n")
-    with Sim("--slow-ms", "12000") as sim:
-        r = callinfo(sim, tail_in, os.path.join(WORK, "t.parquet"), "--rate", "200",
-                     "--concurrency", "64", "--timeout", "30")
-    ideal = N_TAIL / 200
-    elapsed = r["summary"]["elapsed_s"]
-    row("slow tail", f"{elapsed / ideal:.2f}", "<= 1.1",
-        f"{elapsed:.1f} s for {N_TAIL} rows at --rate 200, 30 of the first 600 (1%) answering 12 s "
-        f"late (ideal {ideal:.0f} s)")
+    if want("tail"):
+        # 1% of the rows among the first 600 answer 12 s late: each could still be done by
+        # rows / rate, so a run that never lets a slow row hold the others back takes that long.
+        tail_in = os.path.join(WORK, "tail.csv")
+        with open(tail_in, "w") as f:
+            f.write("callId,userId,tenantId,agentId\n")
+            for i in range(N_TAIL):
+                call = f"simslow-{i}" if i < 600 and i % 20 == 7 else f"tail-{i}"
+                f.write(f"{call},1652268429538866153,202205116084,109\n")
+        with Sim("--slow-ms", "12000") as sim:
+            r = callinfo(sim, tail_in, os.path.join(WORK, "t.parquet"), "--rate", "200",
+                         "--concurrency", "64", "--timeout", "30")
+        ideal = N_TAIL / 200
+        elapsed = r["summary"]["elapsed_s"]
+        row("slow tail", f"{elapsed / ideal:.2f}", "<= 1.1",
+            f"{elapsed:.1f} s for {N_TAIL} rows at --rate 200, 30 of the first 600 (1%) answering 12 s "
+            f"late (ideal {ideal:.0f} s)")
 
-    mem = []
-    with Sim() as sim:
-        for n in N_MEM:
-            inp = gen(n, os.path.join(WORK, f"mem{n}.csv"))
-            mem.append(callinfo(sim, inp, os.path.join(WORK, f"m{n}.parquet"), "--rate", "0",
-                                "--concurrency", "64"))
-            os.remove(inp)
-    row("memory", f"{mem[1]['rss'] / mem[0]['rss']:.2f}", "<= 1.1",
-        f"peak RSS {mem[0]['rss']:.0f} MiB at {N_MEM[0]} rows, {mem[1]['rss']:.0f} MiB at "
-        f"{N_MEM[1]} rows")
+    if want("memory"):
+        mem = []
+        with Sim() as sim:
+            for n in N_MEM:
+                inp = gen(n, os.path.join(WORK, f"mem{n}.csv"))
+                mem.append(callinfo(sim, inp, os.path.join(WORK, f"m{n}.parquet"), "--rate", "0",
+                                    "--concurrency", "64"))
+                os.remove(inp)
+        row("memory", f"{mem[1]['rss'] / mem[0]['rss']:.2f}", "<= 1.1",
+            f"peak RSS {mem[0]['rss']:.0f} MiB at {N_MEM[0]} rows, {mem[1]['rss']:.0f} MiB at "
+            f"{N_MEM[1]} rows")
 
-    cpu_in = gen(N_CPU, os.path.join(WORK, "cpu.csv"))
-    with Sim() as sim:
-        ours = callinfo(sim, cpu_in, os.path.join(WORK, "c.parquet"), "--rate", "1000")
-        theirs = peer(sim, cpu_in, os.path.join(WORK, "c.csv"), "--rate", "1000")
-    per = 100_000 / N_CPU
-    row("CPU at --rate 1000", f"{theirs['cpu'] / ours['cpu']:.1f}x less", "lower",
-        f"callinfo {ours['cpu'] * per:.1f} s, py_enrich {theirs['cpu'] * per:.1f} s "
-        f"user+sys per 100k rows")
+    if want("cpu"):
+        cpu_in = gen(N_CPU, os.path.join(WORK, "cpu.csv"))
+        with Sim() as sim:
+            ours = callinfo(sim, cpu_in, os.path.join(WORK, "c.parquet"), "--rate", "1000")
+            theirs = peer(sim, cpu_in, os.path.join(WORK, "c.csv"), "--rate", "1000")
+        per = 100_000 / N_CPU
+        row("CPU at --rate 1000", f"{theirs['cpu'] / ours['cpu']:.1f}x less", "lower",
+            f"callinfo {ours['cpu'] * per:.1f} s, py_enrich {theirs['cpu'] * per:.1f} s "
+            f"user+sys per 100k rows")
+
+    if want("shared"):
+        shared_jobs(row)
 
     shutil.rmtree(WORK, ignore_errors=True)
     cpu = platform.processor() or platform.machine()
