@@ -22,7 +22,7 @@ use crate::outcome::LookupKind;
 use crate::output::{Done, OutputError, Writer};
 use crate::pace::Pacer;
 use crate::redis::{Redis, RedisCache, SharedQuota};
-use crate::store::{Environment, Role, Store, StoreError};
+use crate::store::{blocking, Environment, Role, Store};
 use crate::summary::Summary;
 use crate::{api, metrics, Error, FailOn, Shutdown, Status};
 
@@ -345,14 +345,6 @@ fn write_all(mut writer: Writer, mut rx: mpsc::Receiver<Done>) -> Result<Writer,
         writer.write(&done)?;
     }
     Ok(writer)
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
 /// Faults the tests provoke in a debug build, where no real input can: the release binary

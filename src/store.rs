@@ -452,19 +452,7 @@ impl Peek {
         let name = path.display().to_string();
         let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(sqlite_error(&name))?;
-        let app: i32 = conn
-            .pragma_query_value(None, "application_id", |r| r.get(0))
-            .unwrap_or(-1);
-        let version: i32 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .unwrap_or(-1);
-        if app != APPLICATION_ID || version != FORMAT_VERSION {
-            return Err(StoreError::Incompatible {
-                path: name,
-                role: role.name(),
-                found: if app == APPLICATION_ID { version } else { -1 },
-            });
-        }
+        current_format(&conn, role, &name)?;
         check_environment(&conn, env, role, &name, false)?;
         Ok(Some(Peek {
             path: path.to_owned(),
@@ -559,6 +547,32 @@ fn reusable(row: Stored, this: i64, ttl: Option<Ttl>, now_ms: i64) -> Hit {
         return None;
     }
     Some((Arc::new(outcome), found))
+}
+
+/// An existing file of this version's format, or an error saying what it is.
+fn current_format(conn: &Connection, role: Role, name: &str) -> Result<(), StoreError> {
+    let pragma = |p| {
+        conn.pragma_query_value(None, p, |r| r.get::<_, i32>(0))
+            .unwrap_or(-1)
+    };
+    let (app, version) = (pragma("application_id"), pragma("user_version"));
+    if app != APPLICATION_ID || version != FORMAT_VERSION {
+        return Err(StoreError::Incompatible {
+            path: name.to_owned(),
+            role: role.name(),
+            found: if app == APPLICATION_ID { version } else { -1 },
+        });
+    }
+    Ok(())
+}
+
+/// Run blocking store work off the async thread.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
 /// Delete a store's files, if they exist (`--fresh`, and a journal with nothing left to do).
@@ -813,19 +827,7 @@ fn open_cache(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path).map_err(sqlite_error(&name))?;
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(sqlite_error(&name))?;
-    let app: i32 = conn
-        .pragma_query_value(None, "application_id", |r| r.get(0))
-        .unwrap_or(-1);
-    let version: i32 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .unwrap_or(-1);
-    if app != APPLICATION_ID || version != FORMAT_VERSION {
-        return Err(StoreError::Incompatible {
-            path: name,
-            role: "cache",
-            found: if app == APPLICATION_ID { version } else { -1 },
-        });
-    }
+    current_format(&conn, Role::Cache(Ttl::default()), &name)?;
     Ok(conn)
 }
 

@@ -15,7 +15,7 @@ use crate::engine::Stats;
 use crate::key::{CallKey, RowKey};
 use crate::outcome::Outcome;
 use crate::redis::RedisCache;
-use crate::store::{Found, Store, StoreError};
+use crate::store::{blocking, Found, Store, StoreError};
 
 pub struct Memo {
     pub journal: Arc<Store>,
@@ -243,12 +243,4 @@ impl Memo {
         })
         .await
     }
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }

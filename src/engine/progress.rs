@@ -125,6 +125,20 @@ struct Snapshot {
     window: String,
 }
 
+impl Snapshot {
+    /// `312 lookups/s, pace 20.0/s, 0 errors, 2 retries, 1 x 429`, joined by `sep`.
+    fn figures(&self, sep: &str) -> String {
+        [
+            format!("{:.1} lookups/s", self.lookups_per_s),
+            format!("pace {}", self.pace),
+            count(self.errors, "error"),
+            count(self.retries, "retry"),
+            format!("{} x 429{}", self.throttled, self.window),
+        ]
+        .join(sep)
+    }
+}
+
 impl View {
     fn snapshot(&self) -> Snapshot {
         let stats = &self.stats;
@@ -188,15 +202,7 @@ async fn draw_bar(view: Arc<View>, stop: CancellationToken) {
             bar.set_length(total.max(s.rows));
         }
         bar.set_position(s.rows);
-        bar.set_message(format!(
-            "{:.0} lookups/s  pace {}  {}  {}  {} x 429{}",
-            s.lookups_per_s,
-            s.pace,
-            count(s.errors, "error"),
-            count(s.retries, "retry"),
-            s.throttled,
-            s.window
-        ));
+        bar.set_message(s.figures("  "));
     }
     if let Some(bar) = bar {
         bar.finish_and_clear();
@@ -215,15 +221,6 @@ async fn log_lines(view: Arc<View>, interval: Duration, stop: CancellationToken)
             Some(t) => format!("/{t}"),
             None => String::new(),
         };
-        tracing::info!(
-            "progress: {}{of} rows, {:.1} lookups/s, pace {}, {}, {}, {} x 429{}",
-            s.rows,
-            s.lookups_per_s,
-            s.pace,
-            count(s.errors, "error"),
-            count(s.retries, "retry"),
-            s.throttled,
-            s.window
-        );
+        tracing::info!("progress: {}{of} rows, {}", s.rows, s.figures(", "));
     }
 }

@@ -2,7 +2,7 @@
 //! cache TTLs, a run window that ends the run cleanly, latency figures, and a metrics file
 //! for node_exporter's textfile collector.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use crate::util::*;
 
@@ -32,20 +32,8 @@ fn outputs_follow_the_umask_and_the_journal_and_cache_are_private() {
             input.display(),
             wd.path("out.csv").display()
         );
-        let out = Command::new("sh")
-            .args(["-c", &script])
-            .env("CEC_BASE_URL", &sim.url)
-            .env("CEC_APP_KEY", "demo")
-            .env("CEC_APP_SECRET", "demo")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(3),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (code, stderr) = shell(&sim, &script);
+        assert_eq!(code, 3, "{stderr}");
         for file in ["out.csv", "out.errors.csv", "s.json", "m.prom"] {
             assert_eq!(mode(&wd.path(file)), public, "{file} under umask {umask}");
         }

@@ -2,7 +2,6 @@
 //! endpoint, broken Parquet, a float call-ID column, and a disk that fills up mid-run.
 
 use std::fs::File;
-use std::process::Command;
 use std::sync::Arc;
 
 use arrow::array::{Float64Array, StringArray};
@@ -143,15 +142,8 @@ fn a_full_disk_mid_run_is_fatal_and_leaves_nothing_under_the_final_name() {
         input.display(),
         wd.path("out.csv").display()
     );
-    let out = Command::new("sh")
-        .args(["-c", &script])
-        .env("CEC_BASE_URL", &sim.url)
-        .env("CEC_APP_KEY", "demo")
-        .env("CEC_APP_SECRET", "demo")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let (code, stderr) = shell(&sim, &script);
+    assert_eq!(code, 1, "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("File too large"), "{stderr}");
     let files = wd.files();

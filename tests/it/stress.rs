@@ -298,16 +298,8 @@ fn a_journal_write_failure_stops_the_lookups_at_once() {
         input.display(),
         wd.path("out.parquet").display()
     );
-    let out = Command::new("sh")
-        .args(["-c", &script])
-        .env("CEC_BASE_URL", &sim.url)
-        .env("CEC_APP_KEY", "demo")
-        .env("CEC_APP_SECRET", "demo")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let (code, stderr) = shell(&sim, &script);
+    assert_eq!(code, 1, "{stderr}");
     assert!(
         stderr.contains("out.parquet.journal: cannot record lookups, so the run stopped")
             && stderr.contains("File too large"),
