@@ -223,3 +223,45 @@ fn a_redis_password_is_never_shown() {
     assert!(!r.stdout.contains("s3cret-pw") && !r.stderr.contains("s3cret-pw"));
     assert!(started.elapsed() < Duration::from_secs(30));
 }
+
+#[test]
+fn a_429_seen_by_one_job_paces_them_all() {
+    // Two jobs ask for 100/s together on a server that takes 50: the first 429s pause both
+    // and the pace they find is shared, so few requests are refused.
+    let redis = RedisServer::start(&[]);
+    let sim = Sim::start(&["--limit", "50"]);
+    let wd = Workdir::new();
+    let children: Vec<_> = (0..2)
+        .map(|j| {
+            let input = wd.write(
+                &format!("in{j}.csv"),
+                calls_csv(&ids(&format!("o{j}-"), 300)),
+            );
+            spawn_enrich(
+                &sim,
+                &input,
+                &wd.path(&format!("out{j}.csv")),
+                &[
+                    "--rate",
+                    "100",
+                    "--shared-quota",
+                    &redis.url(),
+                    "--progress",
+                    "never",
+                ],
+            )
+        })
+        .collect();
+    for child in children {
+        let (code, stderr) = finish(child);
+        assert_eq!(code, 0, "{stderr}");
+    }
+    let stats = sim.stats();
+    let refused = stats["rejected_429"].as_u64().unwrap();
+    let requests = stats["lookup_requests"].as_u64().unwrap();
+    assert!(refused >= 1, "the limit was met: {stats}");
+    assert!(
+        refused as f64 <= 0.03 * requests as f64,
+        "{refused} x 429 of {requests} requests: {stats}"
+    );
+}
