@@ -61,11 +61,7 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
         &reader.schema,
         &job.layout,
     )?;
-    let journal = {
-        let (path, fresh, env) = (job.journal.clone(), job.fresh, env.clone());
-        blocking(move || Journal::open(&path, fresh, &env)).await?
-    };
-    writer.remove_leftovers();
+    // The shared parts next: if one is unreachable, nothing of this run is left behind.
     let cache = match job.cache.clone() {
         Some(path) if is_redis(&path) => {
             let redis = Redis::connect(&path.to_string_lossy())
@@ -89,6 +85,12 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
         }
         None => None,
     };
+
+    let journal = {
+        let (path, fresh, env) = (job.journal.clone(), job.fresh, env.clone());
+        blocking(move || Journal::open(&path, fresh, &env)).await?
+    };
+    writer.remove_leftovers();
 
     let pacer = Arc::new(Pacer::shared(job.rate, shared));
     let backoff = Backoff::new(job.max_retries);

@@ -208,6 +208,11 @@ fn a_redis_password_is_never_shown() {
         "{run:?}"
     );
     assert!(!run.stderr.contains("wrong-pw"), "{run:?}");
+    assert!(
+        !wd.files().iter().any(|f| f.starts_with("o2.csv")),
+        "nothing of the refused run is left: {:?}",
+        wd.files()
+    );
     let started = Instant::now();
     let mut c = callinfo(Some(&sim));
     c.args(["check", "--shared-quota", &good]);
