@@ -394,14 +394,7 @@ fn the_progress_total_is_the_files_rows_from_the_first_update() {
         input.display(),
         wd.path("out.csv").display()
     );
-    let out = Command::new("script")
-        .args(["-qec", &inner, "/dev/null"])
-        .env("CEC_BASE_URL", &sim.url)
-        .env("CEC_APP_KEY", "demo")
-        .env("CEC_APP_SECRET", "demo")
-        .output()
-        .expect("script(1) from util-linux");
-    let screen = String::from_utf8_lossy(&out.stdout);
+    let (_, screen) = in_terminal(&sim, &inner);
     let totals: Vec<u64> = screen
         .split(" rows  ")
         .filter_map(|before| before.rsplit('/').next()?.trim().parse().ok())

@@ -1,8 +1,6 @@
 //! What an operator sees: `check`, progress on stderr (a log line, or a bar on a terminal),
 //! JSON logs, a clean stdout for `-` output, completions and the man page.
 
-use std::process::Command;
-
 use crate::util::*;
 
 #[test]
@@ -150,15 +148,8 @@ fn progress_bar_on_a_terminal() {
         input.display(),
         wd.path("out.csv").display()
     );
-    let out = Command::new("script")
-        .args(["-qec", &inner, "/dev/null"])
-        .env("CEC_BASE_URL", &sim.url)
-        .env("CEC_APP_KEY", "demo")
-        .env("CEC_APP_SECRET", "demo")
-        .output()
-        .expect("script(1) from util-linux");
-    let screen = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{screen}");
+    let (ok, screen) = in_terminal(&sim, &inner);
+    assert!(ok, "{screen}");
     assert!(
         screen.contains("/150 rows") || screen.contains("rows  "),
         "no bar: {screen}"

@@ -19,31 +19,7 @@ fn two_and_three_jobs_share_one_quota() {
     for jobs in [2, 3] {
         let sim = Sim::start(&["--limit", "50"]);
         let wd = Workdir::new();
-        let children: Vec<_> = (0..jobs)
-            .map(|j| {
-                let input = wd.write(
-                    &format!("in{j}.csv"),
-                    calls_csv(&ids(&format!("j{j}-"), 250)),
-                );
-                spawn_enrich(
-                    &sim,
-                    &input,
-                    &wd.path(&format!("out{j}.csv")),
-                    &[
-                        "--rate",
-                        "50",
-                        "--shared-quota",
-                        &redis.url(),
-                        "--progress",
-                        "never",
-                    ],
-                )
-            })
-            .collect();
-        for child in children {
-            let (code, stderr) = finish(child);
-            assert_eq!(code, 0, "{stderr}");
-        }
+        shared_jobs(&sim, &wd, &redis.url(), jobs, 250, "j", "50");
         let stats = sim.stats();
         assert_eq!(stats["rejected_429"], 0, "{jobs} jobs: {stats}");
         assert!(
@@ -236,31 +212,7 @@ fn a_429_seen_by_one_job_paces_them_all() {
     let redis = RedisServer::start(&[]);
     let sim = Sim::start(&["--limit", "50"]);
     let wd = Workdir::new();
-    let children: Vec<_> = (0..2)
-        .map(|j| {
-            let input = wd.write(
-                &format!("in{j}.csv"),
-                calls_csv(&ids(&format!("o{j}-"), 300)),
-            );
-            spawn_enrich(
-                &sim,
-                &input,
-                &wd.path(&format!("out{j}.csv")),
-                &[
-                    "--rate",
-                    "100",
-                    "--shared-quota",
-                    &redis.url(),
-                    "--progress",
-                    "never",
-                ],
-            )
-        })
-        .collect();
-    for child in children {
-        let (code, stderr) = finish(child);
-        assert_eq!(code, 0, "{stderr}");
-    }
+    shared_jobs(&sim, &wd, &redis.url(), 2, 300, "o", "100");
     let stats = sim.stats();
     let refused = stats["rejected_429"].as_u64().unwrap();
     let requests = stats["lookup_requests"].as_u64().unwrap();

@@ -314,3 +314,57 @@ pub fn shell(sim: &Sim, script: &str) -> (i32, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// `COMMAND` run by `script(1)` in a pseudo-terminal, as an analyst's shell would run it,
+/// with the simulator's credentials: its exit success and what the terminal showed.
+pub fn in_terminal(sim: &Sim, command: &str) -> (bool, String) {
+    let out = Command::new("script")
+        .args(["-qec", command, "/dev/null"])
+        .env("CEC_BASE_URL", &sim.url)
+        .env("CEC_APP_KEY", "demo")
+        .env("CEC_APP_SECRET", "demo")
+        .output()
+        .expect("script(1) from util-linux");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// `jobs` enrich runs started together on one shared quota: job j reads `rows` rows named
+/// `{prefix}{j}-N` and writes `out{j}.csv`; all must exit 0.
+pub fn shared_jobs(
+    sim: &Sim,
+    wd: &Workdir,
+    redis_url: &str,
+    jobs: usize,
+    rows: usize,
+    prefix: &str,
+    rate: &str,
+) {
+    let children: Vec<Child> = (0..jobs)
+        .map(|j| {
+            let input = wd.write(
+                &format!("in{j}.csv"),
+                calls_csv(&ids(&format!("{prefix}{j}-"), rows)),
+            );
+            spawn_enrich(
+                sim,
+                &input,
+                &wd.path(&format!("out{j}.csv")),
+                &[
+                    "--rate",
+                    rate,
+                    "--shared-quota",
+                    redis_url,
+                    "--progress",
+                    "never",
+                ],
+            )
+        })
+        .collect();
+    for child in children {
+        let (code, stderr) = finish(child);
+        assert_eq!(code, 0, "{stderr}");
+    }
+}
