@@ -125,10 +125,13 @@ const LOGGING: &str = "Logging";
 
 #[derive(Args, Debug, Clone)]
 pub struct EnrichArgs {
-    /// Input file: .csv, .tsv or .parquet, or `-` for CSV on stdin.
-    pub input: PathBuf,
-    /// Output file: .csv, .tsv or .parquet, or `-` for CSV on stdout (then --errors is required).
-    pub output: PathBuf,
+    /// INPUT... OUTPUT. INPUT: a .csv, .tsv or .parquet file or s3://bucket/key, or `-`
+    /// for CSV on stdin; several, a directory, a glob (quoted: 'exports/2026-11-*.csv') or
+    /// a prefix ending in / (s3://bucket/exports/) make one output per input. OUTPUT: a
+    /// .csv, .tsv or .parquet file or s3://bucket/key, or `-` for CSV on stdout (then
+    /// --errors is required); with several inputs, a directory or s3:// prefix.
+    #[arg(required = true, num_args = 1.., action = clap::ArgAction::Append, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
 
     /// Input format, when the extension does not say it.
     #[arg(long, value_enum, help_heading = INPUT)]
@@ -203,6 +206,10 @@ pub struct EnrichArgs {
     /// Ignore and remove the journal of an earlier, unfinished run, and start over.
     #[arg(long, help_heading = RESUME)]
     pub fresh: bool,
+    /// Where the journal of a run whose OUTPUT is s3:// is kept.
+    /// Default: $XDG_STATE_HOME/callinfo, else ~/.local/state/callinfo.
+    #[arg(long, value_name = "DIR", env = "CALLINFO_STATE_DIR", help_heading = RESUME)]
+    pub state_dir: Option<PathBuf>,
     /// A store of outcomes shared across runs and jobs: keys already answered `ok` or
     /// `not_found` there are not looked up again. Created if missing.
     #[arg(long, value_name = "PATH", help_heading = RESUME)]
@@ -210,10 +217,12 @@ pub struct EnrichArgs {
     #[command(flatten)]
     pub ttl: TtlArgs,
 
-    /// The error report (CSV). Default: OUTPUT with its extension replaced by .errors.csv.
+    /// The error report (CSV). Default: OUTPUT with its extension replaced by .errors.csv
+    /// (with several inputs, NAME.errors.csv beside each output).
     #[arg(long, value_name = "PATH", help_heading = OUTPUT)]
     pub errors: Option<PathBuf>,
-    /// Output format, when the extension does not say it.
+    /// Output format, when the extension does not say it (with several inputs: each
+    /// input's own format unless this is given).
     #[arg(long, value_enum, help_heading = OUTPUT)]
     pub output_format: Option<Format>,
     /// The added columns, in this order, comma-separated [default: all of caller, called,

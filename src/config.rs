@@ -7,8 +7,9 @@ use std::time::Duration;
 use crate::cli::{ApiArgs, EnrichArgs};
 use crate::duration::ClockTime;
 use crate::engine::progress::ProgressMode;
-use crate::input::{FieldSpec, Format, KeySpec, Source};
-use crate::output::{Destination, Layout, Selection};
+use crate::input::{FieldSpec, Format, KeySpec};
+use crate::output::{Layout, Selection};
+use crate::plan::{self, Plan, PlanError, Request};
 use crate::secret::Secret;
 use crate::store::Ttl;
 use crate::FailOn;
@@ -16,11 +17,8 @@ use crate::FailOn;
 /// Everything an enrich run needs, checked.
 #[derive(Debug)]
 pub struct Job {
-    pub input: Source,
-    pub input_format: Format,
-    pub output: Destination,
-    pub output_format: Format,
-    pub errors: PathBuf,
+    /// The files: each input, and where its rows and report go.
+    pub plan: Plan,
     /// Every finished lookup, so that a rerun redoes nothing: `OUTPUT.journal`.
     pub journal: PathBuf,
     pub fresh: bool,
@@ -35,8 +33,7 @@ pub struct Job {
     pub progress: ProgressMode,
     pub progress_interval: Duration,
     pub summary_json: Option<PathBuf>,
-    /// CSV input's field separator.
-    pub delimiter: u8,
+    /// The added columns and Parquet settings; each item has its own CSV separator.
     pub layout: Layout,
     pub limit: Option<u64>,
     pub dry_run: bool,
@@ -122,6 +119,8 @@ pub enum ConfigError {
     Columns(String),
     #[error("{0}")]
     Usage(&'static str),
+    #[error("{0}")]
+    Plan(String),
 }
 
 /// How to reach the API, checked.
@@ -190,42 +189,33 @@ fn at_most(
 const MAX_RATE: f64 = 1_000_000.0;
 
 impl Job {
-    pub fn from_args(args: EnrichArgs) -> Result<Job, ConfigError> {
-        let input = Source::parse(&args.input);
-        let output = Destination::parse(&args.output);
-        let input_format = match (args.input_format, &input) {
-            (Some(f), _) => f,
-            (None, Source::Stdin) => Format::Csv,
-            (None, Source::File(p)) => format_of(p, "input")?,
-        };
-        let output_format = match (args.output_format, &output) {
-            (Some(f), _) => f,
-            (None, Destination::Stdout) => Format::Csv,
-            (None, Destination::File(p)) => format_of(p, "output")?,
-        };
-        if output == Destination::Stdout && output_format == Format::Parquet {
-            return Err(ConfigError::Usage(
-                "Parquet output cannot go to stdout; name a file",
-            ));
-        }
-        let errors = match (&args.errors, &output) {
-            (Some(p), _) => p.clone(),
-            (None, Destination::File(p)) => p.with_extension("errors.csv"),
-            (None, Destination::Stdout) => {
+    /// Lists directories and buckets for a many-file run: call it on a blocking thread.
+    pub fn from_args(args: EnrichArgs) -> Result<Job, PlanError> {
+        let (output, inputs) = match args.paths.split_last() {
+            Some((output, inputs)) if !inputs.is_empty() => (output, inputs),
+            _ => {
                 return Err(ConfigError::Usage(
-                    "with OUTPUT `-` the error report needs a path: pass --errors PATH",
-                ))
+                    "name an INPUT and an OUTPUT: callinfo enrich INPUT... OUTPUT",
+                )
+                .into())
             }
         };
-        if let (Source::File(i), Destination::File(o)) = (&input, &output) {
-            if same_file(i, o) || same_file(i, &errors) {
-                return Err(ConfigError::OutputIsInput {
-                    path: o.display().to_string(),
-                });
-            }
-        }
-        let journal = journal_path(&output, &errors);
-        distinct_outputs(&output, &errors, args.summary_json.as_deref(), &journal)?;
+        let plan = plan::resolve(&Request {
+            inputs,
+            output,
+            input_format: args.input_format,
+            output_format: args.output_format,
+            errors: args.errors.as_deref(),
+            delimiter: args.delimiter,
+            summary_json: args.summary_json.as_deref(),
+            state_dir: args.state_dir.as_deref(),
+            dry_run: args.dry_run,
+        })?;
+        Ok(Job::with_plan(args, plan)?)
+    }
+
+    fn with_plan(args: EnrichArgs, plan: Plan) -> Result<Job, ConfigError> {
+        let journal = plan.journal.clone();
         let api = Api::from_args(args.api)?;
         let rate = match args.rate {
             0.0 => None,
@@ -249,34 +239,15 @@ impl Job {
             }
         }
         let field = |column: Option<String>, default: Option<String>| FieldSpec { column, default };
-        let tsv = |p: Option<&Path>| {
-            p.and_then(|p| p.extension())
-                .is_some_and(|e| e.eq_ignore_ascii_case("tsv"))
-        };
-        let separator = |path: Option<&Path>| {
-            args.delimiter
-                .unwrap_or(if tsv(path) { b'\t' } else { b',' })
-        };
-        let delimiter = separator(match &input {
-            Source::File(p) => Some(p),
-            Source::Stdin => None,
-        });
         let layout = Layout {
             columns: Selection::parse(&args.columns, args.prefix.clone())
                 .map_err(ConfigError::Columns)?,
-            delimiter: separator(match &output {
-                Destination::File(p) => Some(p),
-                Destination::Stdout => None,
-            }),
+            delimiter: b',',
             compression: args.compression,
             row_group_rows: args.row_group_rows as usize,
         };
         Ok(Job {
-            input,
-            input_format,
-            output,
-            output_format,
-            errors,
+            plan,
             journal,
             fresh: args.fresh,
             cache: args.cache,
@@ -306,7 +277,6 @@ impl Job {
             metrics_file: args.metrics_file,
             shared_quota: args.shared_quota,
             summary_json: args.summary_json,
-            delimiter,
             layout,
             limit: args.limit,
             dry_run: args.dry_run,
@@ -315,28 +285,19 @@ impl Job {
     }
 }
 
-/// The journal lives beside the output (`out.parquet.journal`), or beside the report when
-/// the output is stdout.
-pub fn journal_path(output: &Destination, errors: &Path) -> PathBuf {
-    let mut name = match output {
-        Destination::File(p) => p.as_os_str().to_owned(),
-        Destination::Stdout => errors.as_os_str().to_owned(),
-    };
-    name.push(".journal");
-    PathBuf::from(name)
-}
-
 /// The files a run writes must be distinct: `--errors out.csv` beside OUTPUT `out.csv`
 /// would have the report overwrite the output.
-fn distinct_outputs(
-    output: &Destination,
-    errors: &Path,
+pub(crate) fn distinct_outputs(
+    output: Option<&Path>,
+    errors: Option<&Path>,
     summary: Option<&Path>,
     journal: &Path,
 ) -> Result<(), ConfigError> {
-    let mut files: Vec<(&'static str, &Path)> =
-        vec![("--errors", errors), ("the journal", journal)];
-    if let Destination::File(o) = output {
+    let mut files: Vec<(&'static str, &Path)> = vec![("the journal", journal)];
+    if let Some(e) = errors {
+        files.insert(0, ("--errors", e));
+    }
+    if let Some(o) = output {
         files.insert(0, ("OUTPUT", o));
     }
     if let Some(s) = summary {
@@ -356,7 +317,7 @@ fn distinct_outputs(
     Ok(())
 }
 
-fn format_of(path: &Path, which: &'static str) -> Result<Format, ConfigError> {
+pub(crate) fn format_of(path: &Path, which: &'static str) -> Result<Format, ConfigError> {
     Format::from_path(path).ok_or_else(|| ConfigError::UnknownFormat {
         path: path.display().to_string(),
         which,
@@ -364,7 +325,7 @@ fn format_of(path: &Path, which: &'static str) -> Result<Format, ConfigError> {
 }
 
 /// The same file, existing or not: paths are compared once made absolute and free of `.`.
-fn same_file(a: &Path, b: &Path) -> bool {
+pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
         _ => absolute(a) == absolute(b),

@@ -50,13 +50,24 @@ pub async fn run(args: DemoArgs, shutdown: Shutdown) -> Result<Status, Error> {
     };
     let output = args.out_dir.join(format!("calls-enriched.{ext}"));
     let errors = args.out_dir.join("calls-enriched.errors.csv");
-    let journal = crate::config::journal_path(&Destination::File(output.clone()), &errors);
+    let journal = crate::plan::journal_beside(&output);
+    let plan = crate::plan::Plan {
+        items: vec![crate::plan::Item {
+            input: Source::File(input.clone()),
+            input_format: Format::Csv,
+            input_bytes: None,
+            delimiter: b',',
+            output: Destination::File(output.clone()),
+            output_format: args.format,
+            out_delimiter: b',',
+            errors: Destination::File(errors.clone()),
+        }],
+        journal: journal.clone(),
+        many: false,
+        output: output.display().to_string(),
+    };
     let job = Job {
-        input: Source::File(input.clone()),
-        input_format: Format::Csv,
-        output: Destination::File(output.clone()),
-        output_format: args.format,
-        errors: errors.clone(),
+        plan,
         journal: journal.clone(),
         fresh: true,
         cache: None,
@@ -78,7 +89,6 @@ pub async fn run(args: DemoArgs, shutdown: Shutdown) -> Result<Status, Error> {
         max_retries: 5,
         token_lifetime: Duration::from_secs(3600),
         progress: ProgressMode::Never,
-        delimiter: b',',
         layout: crate::output::Layout::default(),
         limit: None,
         dry_run: false,

@@ -7,9 +7,10 @@ use std::collections::HashSet;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 
 use crate::config::Job;
-use crate::input::Reader;
+use crate::input::{KeySpec, Reader};
 use crate::key::{CallKey, RowKey};
-use crate::output::Writer;
+use crate::output::{check_columns, Destination, Layout, Writer};
+use crate::plan::Item;
 use crate::store::{Environment, Peek, Role, StoreError};
 use crate::{Error, Status};
 
@@ -26,16 +27,6 @@ struct Plan {
 }
 
 pub async fn run(job: Job) -> Result<Status, Error> {
-    let reader = Reader::open(&job.input, job.input_format, &job.keys, job.delimiter)?;
-    // The output side is checked as a run would (directory, column names), then dropped:
-    // its temporary files go with it.
-    drop(Writer::create(
-        &job.output,
-        job.output_format,
-        &job.errors,
-        &reader.schema,
-        &job.layout,
-    )?);
     let env = Environment::new(&job.api.base_url, &job.api.app_key);
     let journal = match job.fresh {
         true => None,
@@ -49,13 +40,22 @@ pub async fn run(job: Job) -> Result<Status, Error> {
         Some(path) => Peek::open(path, Role::Cache(job.ttl), &env)?,
         None => None,
     };
-    let limit = job.limit;
-    let plan = tokio::task::spawn_blocking(move || count(reader, limit, journal, cache))
-        .await
-        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+    let (limit, items, keys, layout) = (
+        job.limit,
+        job.plan.items.clone(),
+        job.keys.clone(),
+        job.layout.clone(),
+    );
+    let plan =
+        tokio::task::spawn_blocking(move || count(&items, &keys, &layout, limit, journal, cache))
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
 
     let to_look_up = plan.distinct - plan.from_journal - plan.from_cache;
-    let input = job.input.name();
+    let input = match job.plan.items.as_slice() {
+        [one] => one.input.name(),
+        many => format!("{} files", many.len()),
+    };
     println!(
         "dry run: {input}: {} rows, {} distinct keys, {} duplicate rows, {} invalid",
         plan.rows,
@@ -91,25 +91,63 @@ fn clock(secs: f64) -> String {
 }
 
 fn count(
-    mut reader: Reader,
+    items: &[Item],
+    keys: &KeySpec,
+    layout: &Layout,
     limit: Option<u64>,
     journal: Option<Peek>,
     cache: Option<Peek>,
 ) -> Result<Plan, Error> {
     let mut plan = Plan::default();
+    let mut left = limit.unwrap_or(u64::MAX);
+    let mut seen: HashSet<u64> = HashSet::new();
+    for item in items {
+        let mut reader = Reader::open(&item.input, item.input_format, keys, item.delimiter)?;
+        // The output side is checked as a run would (directory, column names), then
+        // dropped: its temporary files go with it. An object output is only checked
+        // for its columns: nothing is uploaded.
+        match &item.output {
+            Destination::Object(_) => check_columns(&reader.schema, layout)?,
+            _ => drop(Writer::create(
+                &item.output,
+                item.output_format,
+                &item.errors,
+                &reader.schema,
+                layout,
+                &None,
+            )?),
+        }
+        count_one(
+            &mut reader,
+            &mut left,
+            &mut seen,
+            &journal,
+            &cache,
+            &mut plan,
+        )?;
+    }
+    Ok(plan)
+}
+
+fn count_one(
+    reader: &mut Reader,
+    left: &mut u64,
+    seen: &mut HashSet<u64>,
+    journal: &Option<Peek>,
+    cache: &Option<Peek>,
+    plan: &mut Plan,
+) -> Result<(), Error> {
     // Distinct keys as 64-bit hashes: 8 bytes a key, where the keys themselves would take
     // a hundred (a collision between two of a billion keys is about one in 40).
     let hasher = BuildHasherDefault::<DefaultHasher>::default();
-    let mut seen: HashSet<u64> = HashSet::new();
     let mut fresh: Vec<CallKey> = Vec::with_capacity(CHUNK);
-    let mut left = limit.unwrap_or(u64::MAX);
-    while left > 0 {
+    while *left > 0 {
         let Some(batch) = reader.next_batch() else {
             break;
         };
         let mut batch = batch.map_err(Error::from)?;
-        batch.truncate(left);
-        left -= batch.data.num_rows() as u64;
+        batch.truncate(*left);
+        *left -= batch.data.num_rows() as u64;
         for key in batch.keys {
             plan.rows += 1;
             match key {
@@ -123,11 +161,11 @@ fn count(
             }
         }
         if fresh.len() >= CHUNK {
-            ask(&mut fresh, &journal, &cache, &mut plan)?;
+            ask(&mut fresh, journal, cache, plan)?;
         }
     }
-    ask(&mut fresh, &journal, &cache, &mut plan)?;
-    Ok(plan)
+    ask(&mut fresh, journal, cache, plan)?;
+    Ok(())
 }
 
 /// How many of `keys` the journal, then the cache, would answer.

@@ -3,10 +3,12 @@
 //! runtime, joined by bounded channels; the journal records every lookup as it finishes.
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::auth::TokenProvider;
@@ -16,11 +18,16 @@ use crate::config::Job;
 use crate::engine::memo::Cache;
 use crate::engine::progress::{Progress, ReadSoFar, Size};
 use crate::engine::{End, Engine, EngineError, Lookups, Memo, Shared, Stats};
-use crate::input::{InputError, Read, Reader};
-use crate::journal::{Ending, Journal};
+use crate::input::{Batch, Format, InputError, KeySpec, Read, Reader};
+use crate::journal::{Ending, Journal, Ledger};
+use crate::objects::{Bucket, ObjectUrl, UploadLog};
 use crate::outcome::LookupKind;
-use crate::output::{Done, OutputError, Writer};
+use crate::output::{
+    check_columns, remove_leftovers, Destination, Layout, OutputError, Uploads, Writer,
+};
+use crate::outputs::{entries, write_all, Files, Outputs};
 use crate::pace::Pacer;
+use crate::plan::Item;
 use crate::redis::{Redis, RedisCache, SharedQuota};
 use crate::store::{blocking, Environment, Role, Store};
 use crate::summary::Summary;
@@ -39,7 +46,8 @@ pub struct Report {
     /// Rows the input has, where known (for the interrupted message).
     pub total_rows: Option<u64>,
     pub journal: std::path::PathBuf,
-    pub errors: std::path::PathBuf,
+    /// Where the failed rows are, in words.
+    pub errors: String,
     /// Failed rows that a rerun looks up again; with none, the journal was removed.
     pub rerun_may_change: u64,
     /// The flag whose window ended the run, for its message.
@@ -49,18 +57,37 @@ pub struct Report {
 pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
     let started = Instant::now();
     let env = Environment::new(&job.api.base_url, &job.api.app_key);
-    let reader = Reader::open(&job.input, job.input_format, &job.keys, job.delimiter)?;
-    let total_rows = reader.total_rows.map(|t| job.limit.map_or(t, |l| t.min(l)));
-    // The writer's temporary files are made first, which checks the output directory; then
+    let items = job.plan.items.clone();
+    // Every input is opened first: a missing column in the last file is reported before
+    // the first lookup. One file (perhaps stdin) is kept open; many are opened again in
+    // turn.
+    let inputs = {
+        let (items, keys, layout, many) = (
+            items.clone(),
+            job.keys.clone(),
+            job.layout.clone(),
+            job.plan.many,
+        );
+        blocking(move || open_inputs(&items, &keys, &layout, many)).await?
+    };
+    // One local output's temporary files are made first, which checks its directory; then
     // the journal's lock: a second run on this output stops there, before it touches the
     // files of the run that holds it. Only then are a killed run's leftovers cleared.
-    let writer = Writer::create(
-        &job.output,
-        job.output_format,
-        &job.errors,
-        &reader.schema,
-        &job.layout,
-    )?;
+    let local = |d: &Destination| !matches!(d, Destination::Object(_));
+    let mut first_writer = match (&inputs.first, items.as_slice()) {
+        (Some(reader), [item]) if local(&item.output) && local(&item.errors) => Some((
+            0,
+            Writer::create(
+                &item.output,
+                item.output_format,
+                &item.errors,
+                &reader.schema,
+                &Outputs::layout_for(&job.layout, item),
+                &None,
+            )?,
+        )),
+        _ => None,
+    };
     // The shared parts next: if one is unreachable, nothing of this run is left behind.
     let cache = match job.cache.clone() {
         Some(path) if is_redis(&path) => {
@@ -90,7 +117,61 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
         let (path, fresh, env) = (job.journal.clone(), job.fresh, env.clone());
         blocking(move || Journal::open(&path, fresh, &env)).await?
     };
-    writer.remove_leftovers();
+    let ledger = journal.ledger().clone();
+    let skipped = {
+        let (items, ledger, ours, many) = (
+            items.clone(),
+            ledger.clone(),
+            first_writer.as_ref().map(|(_, w)| w.temp_files()),
+            job.plan.many,
+        );
+        blocking(move || clear_leftovers(&items, &ledger, ours.unwrap_or_default(), many)).await?
+    };
+    let files: Files = Arc::new(Mutex::new(entries(&items, &skipped)));
+    let pending: Vec<usize> = (0..items.len()).filter(|i| !skipped[*i]).collect();
+    if first_writer.is_none() {
+        // Many files, or an object: the first output is made now, under the lock, so a
+        // bad OUTPUT is reported before the first lookup.
+        if let Some(&i) = pending.first() {
+            let item = items[i].clone();
+            let schema = inputs.schemas[i].clone();
+            let layout = Outputs::layout_for(&job.layout, &item);
+            let uploads: Uploads = Some(ledger.clone());
+            let w = blocking(move || {
+                Writer::create(
+                    &item.output,
+                    item.output_format,
+                    &item.errors,
+                    &schema,
+                    &layout,
+                    &uploads,
+                )
+            })
+            .await?;
+            first_writer = Some((i, w));
+        }
+    }
+    let outputs = Outputs::new(
+        items.clone(),
+        job.layout.clone(),
+        Some(ledger.clone()),
+        job.plan.many.then(|| ledger.clone()),
+        first_writer,
+        files.clone(),
+    );
+    let reading = Reading {
+        first: inputs.first,
+        items: pending.iter().map(|&i| (i, items[i].clone())).collect(),
+        keys: job.keys.clone(),
+        total_rows: sum(pending.iter().map(|&i| inputs.rows[i])),
+        total_bytes: sum(pending.iter().map(|&i| match items[i].input_format {
+            Format::Csv => inputs.bytes[i],
+            Format::Parquet => None,
+        })),
+    };
+    let total_rows = reading
+        .total_rows
+        .map(|t| job.limit.map_or(t, |l| t.min(l)));
 
     let pacer = Arc::new(Pacer::shared(job.rate, shared));
     let backoff = Backoff::new(job.max_retries);
@@ -152,7 +233,7 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
             }
         };
         tokio::select! {
-            result = pipeline(&job, reader, writer, &engine, &shutdown) => result,
+            result = pipeline(&job, reading, outputs, &engine, &shutdown) => result,
             never = ticks => match never {},
         }
     };
@@ -192,8 +273,10 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
         Ok((s, _)) => s.code(),
         Err(e) => e.code(),
     };
+    let files = files.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let summary = Summary {
         exit_status: code,
+        files,
         ..figures()
     };
     if let Some(e) = exporter {
@@ -206,7 +289,10 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
         total_rows: total_rows.or(estimated_rows),
         journal: job.journal.clone(),
         window: job.stop.as_ref().map(|w| w.flag.clone()),
-        errors: job.errors.clone(),
+        errors: match items.as_slice() {
+            [one] => one.errors.name(),
+            _ => format!("the NAME.errors.csv reports in {}", job.plan.output),
+        },
         rerun_may_change,
     })
 }
@@ -265,23 +351,26 @@ impl Exporter {
 /// Run the stages: how the rows ended, and the input's rows as last estimated (CSV).
 async fn pipeline(
     job: &Job,
-    reader: Reader,
-    writer: Writer,
+    reading: Reading,
+    outputs: Outputs,
     engine: &Engine,
     shutdown: &Shutdown,
 ) -> Result<(End, Option<u64>), Error> {
     let stats = engine.shared.lookups.stats.clone();
     let read = Arc::new(ReadSoFar::default());
     let size = Size {
-        rows: reader.total_rows.map(|t| job.limit.map_or(t, |l| t.min(l))),
-        bytes: reader.total_bytes.map(|t| (t, read.clone())),
+        rows: reading
+            .total_rows
+            .map(|t| job.limit.map_or(t, |l| t.min(l))),
+        bytes: reading.total_bytes.map(|t| (t, read.clone())),
         limit: job.limit,
     };
     let (batch_tx, batch_rx) = mpsc::channel(QUEUE);
     let limit = job.limit;
-    tokio::task::spawn_blocking(move || read_all(reader, limit, batch_tx, &read));
+    tokio::task::spawn_blocking(move || read_all(reading, limit, batch_tx, &read));
     let (done_tx, done_rx) = mpsc::channel(QUEUE);
-    let write_task = tokio::task::spawn_blocking(move || write_all(writer, done_rx));
+    let (complete_tx, complete_rx) = oneshot::channel();
+    let write_task = tokio::task::spawn_blocking(move || write_all(outputs, done_rx, complete_rx));
 
     let pacer = engine.shared.lookups.pacer.clone();
     let progress = Progress::start(
@@ -294,59 +383,184 @@ async fn pipeline(
     );
     let end = engine.run(batch_rx, done_tx, shutdown).await;
     let estimated = progress.finish().await;
+    // The writer finishes the last output, or drops the unfinished ones, on its thread.
+    let _ = complete_tx.send(matches!(end, Ok(End::Complete)));
     let written = write_task.await.expect("the writer thread does not panic");
-
-    let writer = match (end, written) {
+    match (end, written) {
         // The writer's own error says more than the engine's "writer stopped".
-        (_, Err(e)) => return Err(e.into()),
-        (Err(e), Ok(_)) => return Err(e.into()),
-        (Ok(End::Complete), Ok(writer)) => writer,
-        // Dropping the unfinished writer removes its temporary files.
-        (Ok(end), Ok(_unfinished)) => return Ok((end, estimated)),
-    };
-    tokio::task::spawn_blocking(move || writer.finish())
-        .await
-        .expect("the writer thread does not panic")?;
-    Ok((End::Complete, estimated))
+        (_, Err(e)) => Err(e.into()),
+        (Err(e), Ok(())) => Err(e.into()),
+        (Ok(end), Ok(())) => Ok((end, estimated)),
+    }
 }
 
-/// Batches, then `End`: at the end of the input, or after `limit` rows. On an error it
-/// stops after sending it; a panic ends the thread without `End`, which the engine takes as
-/// the failure it is.
+/// What the reader stage reads: the inputs still to do, in order, with their index in
+/// the plan.
+struct Reading {
+    /// The one input opened up front (a single-file run), for its first item.
+    first: Option<Reader>,
+    items: Vec<(usize, Item)>,
+    keys: KeySpec,
+    total_rows: Option<u64>,
+    total_bytes: Option<u64>,
+}
+
+/// Every input, opened once to check it.
+struct Inputs {
+    first: Option<Reader>,
+    schemas: Vec<SchemaRef>,
+    rows: Vec<Option<u64>>,
+    bytes: Vec<Option<u64>>,
+}
+
+fn open_inputs(
+    items: &[Item],
+    keys: &KeySpec,
+    layout: &Layout,
+    many: bool,
+) -> Result<Inputs, Error> {
+    let mut inputs = Inputs {
+        first: None,
+        schemas: Vec::with_capacity(items.len()),
+        rows: Vec::with_capacity(items.len()),
+        bytes: Vec::with_capacity(items.len()),
+    };
+    for item in items {
+        let reader = Reader::open(&item.input, item.input_format, keys, item.delimiter)?;
+        check_columns(&reader.schema, layout)?;
+        inputs.schemas.push(reader.schema.clone());
+        inputs.rows.push(reader.total_rows);
+        inputs.bytes.push(reader.total_bytes.or(item.input_bytes));
+        if !many {
+            inputs.first = Some(reader);
+        }
+    }
+    Ok(inputs)
+}
+
+/// The sum, when every part is known.
+fn sum(parts: impl Iterator<Item = Option<u64>>) -> Option<u64> {
+    parts.sum()
+}
+
+/// Under the lock: abort the uploads killed runs left, remove their temporary files, and
+/// say which inputs an earlier run of this many-file job already completed.
+fn clear_leftovers(
+    items: &[Item],
+    ledger: &Ledger,
+    ours: Vec<std::path::PathBuf>,
+    many: bool,
+) -> Result<Vec<bool>, Error> {
+    for (url, id) in ledger.open_uploads() {
+        let Some(Ok(object)) = ObjectUrl::parse(&url) else {
+            continue;
+        };
+        let aborted = Bucket::of(&object).and_then(|b| b.abort(&object, &id));
+        match aborted {
+            Ok(()) => {
+                tracing::info!("{url}: aborted the unfinished upload a killed run left");
+                ledger.ended(&id).map_err(|source| OutputError::Io {
+                    file: ledger.path().display().to_string(),
+                    source,
+                })?;
+            }
+            Err(e) => tracing::warn!("cannot abort an unfinished upload: {e}"),
+        }
+    }
+    for item in items {
+        for d in [&item.output, &item.errors] {
+            if let Destination::File(path) = d {
+                remove_leftovers(path, &ours);
+            }
+        }
+    }
+    items
+        .iter()
+        .map(|item| {
+            let done = many
+                && ledger.is_done(&item.output.name(), &item.input.name(), item.input_bytes)
+                && item.output.exists()?;
+            if done {
+                tracing::info!(
+                    "{}: already complete from {} (an earlier run of this job); skipped",
+                    item.output.name(),
+                    item.input.name()
+                );
+            }
+            Ok(done)
+        })
+        .collect()
+}
+
+/// Batches of each input in turn, then `End`: at the end of the last input, or after
+/// `limit` rows. An input with no rows still sends one empty batch, so that its output is
+/// written. On an error it stops after sending it; a panic ends the thread without `End`,
+/// which the engine takes as the failure it is.
 fn read_all(
-    mut reader: Reader,
+    reading: Reading,
     limit: Option<u64>,
     tx: mpsc::Sender<Result<Read, InputError>>,
     read: &ReadSoFar,
 ) {
     let mut left = limit.unwrap_or(u64::MAX);
-    while left > 0 {
-        let Some(mut batch) = reader.next_batch() else {
+    let mut first = reading.first;
+    let mut bytes_before = 0;
+    for (file, item) in &reading.items {
+        if left == 0 {
             break;
+        }
+        let reader = match first.take() {
+            Some(r) => Ok(r),
+            None => Reader::open(
+                &item.input,
+                item.input_format,
+                &reading.keys,
+                item.delimiter,
+            ),
         };
-        if let Ok(b) = &mut batch {
-            #[cfg(debug_assertions)]
-            test_hooks::reader_batch(b.first_row);
-            b.truncate(left);
-            left -= b.data.num_rows() as u64;
-            read.rows.fetch_add(b.data.num_rows() as u64, Relaxed);
+        let mut reader = match reader {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+        };
+        let mut sent = false;
+        while left > 0 {
+            let Some(mut batch) = reader.next_batch() else {
+                break;
+            };
+            if let Ok(b) = &mut batch {
+                #[cfg(debug_assertions)]
+                test_hooks::reader_batch(b.first_row);
+                b.file = *file;
+                b.truncate(left);
+                left -= b.data.num_rows() as u64;
+                read.rows.fetch_add(b.data.num_rows() as u64, Relaxed);
+            }
+            let failed = batch.is_err();
+            if let Some(b) = reader.bytes_read() {
+                read.bytes.store(bytes_before + b, Relaxed);
+            }
+            if tx.blocking_send(batch.map(Read::Batch)).is_err() || failed {
+                return;
+            }
+            sent = true;
         }
-        let failed = batch.is_err();
-        if let Some(b) = reader.bytes_read() {
-            read.bytes.store(b, Relaxed);
+        if !sent {
+            let empty = Batch {
+                file: *file,
+                first_row: 1,
+                data: RecordBatch::new_empty(reader.schema.clone()),
+                keys: Vec::new(),
+            };
+            if tx.blocking_send(Ok(Read::Batch(empty))).is_err() {
+                return;
+            }
         }
-        if tx.blocking_send(batch.map(Read::Batch)).is_err() || failed {
-            return;
-        }
+        bytes_before += reader.total_bytes.unwrap_or(0);
     }
     let _ = tx.blocking_send(Ok(Read::End));
-}
-
-fn write_all(mut writer: Writer, mut rx: mpsc::Receiver<Done>) -> Result<Writer, OutputError> {
-    while let Some(done) = rx.blocking_recv() {
-        writer.write(&done)?;
-    }
-    Ok(writer)
 }
 
 /// Faults the tests provoke in a debug build, where no real input can: the release binary

@@ -1,12 +1,15 @@
 //! The journal's whole life, in one place: a lock so that one run at a time works on an
-//! output, `--fresh`, the store itself, and at the end the one decision of keeping the file
-//! (a rerun has work to do) or removing it (nothing a rerun could change).
+//! output, `--fresh`, the store itself, its ledger of whole files and uploads, and at the
+//! end the one decision of keeping the files (a rerun has work to do) or removing them
+//! (nothing a rerun could change).
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use crate::objects::{ObjectUrl, UploadLog};
 use crate::store::{self, Environment, Role, Store, StoreError};
 
 /// How a run ended, as far as its journal cares.
@@ -20,6 +23,7 @@ pub enum Ending {
 
 pub struct Journal {
     store: Arc<Store>,
+    ledger: Arc<Ledger>,
     lock: Lock,
 }
 
@@ -31,12 +35,21 @@ impl Journal {
         if fresh {
             store::remove_files(path);
         }
+        let ledger = Arc::new(Ledger::open(path, fresh)?);
         let store = Arc::new(Store::open(path, Role::Journal, env)?);
-        Ok(Journal { store, lock })
+        Ok(Journal {
+            store,
+            ledger,
+            lock,
+        })
     }
 
     pub fn store(&self) -> &Arc<Store> {
         &self.store
+    }
+
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.ledger
     }
 
     pub fn path(&self) -> &Path {
@@ -48,10 +61,175 @@ impl Journal {
     pub fn close(self, ending: Ending) -> Result<(), StoreError> {
         self.store.close()?;
         let empty = self.store.is_empty()?;
-        if ending == Ending::Done || empty {
+        if (ending == Ending::Done || empty) && self.ledger.is_settled() {
             store::remove_files(self.store.path());
+            let _ = std::fs::remove_file(&self.ledger.path);
         }
         drop(self.lock);
+        Ok(())
+    }
+}
+
+/// `JOURNAL.files`: beside the journal's lookups, what it knows of whole files, one JSON
+/// line per event, fsynced as it is written:
+/// - an output completed with nothing a rerun could change, so a rerun of a many-file job
+///   skips its input (unless the input changed size, or the output is gone);
+/// - an upload started (with its ID) and ended: one started and never ended is a killed
+///   run's parts, which the next run aborts.
+pub struct Ledger {
+    path: PathBuf,
+    /// Opened at the first entry: a run with nothing to note leaves no file.
+    file: Mutex<Option<File>>,
+    state: Mutex<LedgerState>,
+}
+
+#[derive(Default)]
+struct LedgerState {
+    /// Output name -> its input's name and size.
+    done: HashMap<String, (String, Option<u64>)>,
+    /// Upload ID -> the object it was for.
+    open_uploads: HashMap<String, String>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Entry {
+    Done {
+        output: String,
+        input: String,
+        input_bytes: Option<u64>,
+    },
+    Upload {
+        url: String,
+        id: String,
+    },
+    Ended {
+        id: String,
+    },
+}
+
+impl Ledger {
+    fn open(journal: &Path, fresh: bool) -> Result<Ledger, StoreError> {
+        let mut name = journal.as_os_str().to_owned();
+        name.push(".files");
+        let path = PathBuf::from(name);
+        let err = |e: std::io::Error| StoreError::Sqlite {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
+        let mut state = LedgerState::default();
+        let mut text = String::new();
+        if let Ok(mut f) = File::open(&path) {
+            f.read_to_string(&mut text).map_err(err)?;
+        }
+        // A line cut by a crash is the last one and is skipped.
+        for entry in text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Entry>(l).ok())
+        {
+            match entry {
+                Entry::Done {
+                    output,
+                    input,
+                    input_bytes,
+                } if !fresh => {
+                    state.done.insert(output, (input, input_bytes));
+                }
+                Entry::Done { .. } => {}
+                Entry::Upload { url, id } => {
+                    state.open_uploads.insert(id, url);
+                }
+                Entry::Ended { id } => {
+                    state.open_uploads.remove(&id);
+                }
+            }
+        }
+        Ok(Ledger {
+            path,
+            file: Mutex::new(None),
+            state: Mutex::new(state),
+        })
+    }
+
+    fn append(&self, entry: &Entry) -> std::io::Result<()> {
+        let mut line = serde_json::to_string(entry).map_err(std::io::Error::other)?;
+        line.push('\n');
+        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        let f = match &mut *file {
+            Some(f) => f,
+            None => {
+                let mut options = OpenOptions::new();
+                options.create(true).append(true);
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    options.mode(0o600);
+                }
+                file.insert(options.open(&self.path)?)
+            }
+        };
+        f.write_all(line.as_bytes())?;
+        f.sync_data()
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, LedgerState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether an earlier run completed `output` from this same input.
+    pub fn is_done(&self, output: &str, input: &str, input_bytes: Option<u64>) -> bool {
+        self.state().done.get(output) == Some(&(input.to_owned(), input_bytes))
+    }
+
+    pub fn done(&self, output: &str, input: &str, input_bytes: Option<u64>) -> std::io::Result<()> {
+        self.append(&Entry::Done {
+            output: output.to_owned(),
+            input: input.to_owned(),
+            input_bytes,
+        })?;
+        self.state()
+            .done
+            .insert(output.to_owned(), (input.to_owned(), input_bytes));
+        Ok(())
+    }
+
+    /// Uploads started and never ended: what killed runs left.
+    pub fn open_uploads(&self) -> Vec<(String, String)> {
+        let mut v: Vec<_> = self
+            .state()
+            .open_uploads
+            .iter()
+            .map(|(id, url)| (url.clone(), id.clone()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// No upload is left open: the ledger may go with the journal.
+    fn is_settled(&self) -> bool {
+        self.state().open_uploads.is_empty()
+    }
+}
+
+impl UploadLog for Ledger {
+    fn started(&self, url: &ObjectUrl, id: &str) -> std::io::Result<()> {
+        self.append(&Entry::Upload {
+            url: url.to_string(),
+            id: id.to_owned(),
+        })?;
+        self.state()
+            .open_uploads
+            .insert(id.to_owned(), url.to_string());
+        Ok(())
+    }
+
+    fn ended(&self, id: &str) -> std::io::Result<()> {
+        self.append(&Entry::Ended { id: id.to_owned() })?;
+        self.state().open_uploads.remove(id);
         Ok(())
     }
 }

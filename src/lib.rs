@@ -31,9 +31,12 @@ pub mod input;
 pub mod journal;
 pub mod key;
 pub mod metrics;
+pub mod objects;
 pub mod outcome;
 pub mod output;
+pub mod outputs;
 pub mod pace;
+pub mod plan;
 pub mod redis;
 pub mod secret;
 pub mod sim;
@@ -98,6 +101,15 @@ pub enum Error {
     Check(String),
 }
 
+impl From<plan::PlanError> for Error {
+    fn from(e: plan::PlanError) -> Error {
+        match e {
+            plan::PlanError::Usage(e) => Error::Config(e),
+            plan::PlanError::Input(e) => Error::Input(e),
+        }
+    }
+}
+
 impl Error {
     /// 2 for a usage error, 1 for anything else fatal.
     pub fn code(&self) -> u8 {
@@ -123,7 +135,9 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<Status, Error> {
     match cli.command {
         Command::Enrich(args) => {
             let summary_path = args.summary_json.clone();
-            let job = config::Job::from_args(*args)?;
+            let job = tokio::task::spawn_blocking(move || config::Job::from_args(*args))
+                .await
+                .expect("planning the files does not panic")?;
             if job.dry_run {
                 return dry_run::run(job).await;
             }
@@ -219,7 +233,7 @@ fn tell(report: &enrich::Report) {
         eprintln!(
             "callinfo: {}; the failed rows are in {}; rerunning the same command looks up the {} that may pass now (journal {})",
             s.line(),
-            report.errors.display(),
+            report.errors,
             report.rerun_may_change,
             report.journal.display()
         );
@@ -227,7 +241,7 @@ fn tell(report: &enrich::Report) {
         eprintln!(
             "callinfo: {}; the failed rows are in {}; a rerun would not change them (not found, or bad input or request), so the journal was removed",
             s.line(),
-            report.errors.display()
+            report.errors
         );
     }
 }

@@ -44,6 +44,30 @@ pub struct Summary {
     /// Time requests waited for their pacer slot, likewise.
     pub pacer_wait_ms: Option<Quantiles>,
     pub exit_status: u8,
+    /// Each input of the run, in order, with its output and how it ended.
+    pub files: Vec<FileSummary>,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct FileSummary {
+    pub input: String,
+    pub output: String,
+    pub errors: String,
+    pub rows: u64,
+    pub ok: u64,
+    pub failed: u64,
+    pub state: FileState,
+}
+
+#[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FileState {
+    /// Written by this run.
+    Written,
+    /// Written by an earlier run of the same job, from the same input: skipped.
+    AlreadyComplete,
+    /// Not (or not wholly) written: the run stopped first.
+    NotWritten,
 }
 
 #[derive(Serialize, Debug, Clone, Copy)]
@@ -112,6 +136,7 @@ impl Summary {
             latency_ms: stats.latency.quantiles_ms().map(Quantiles::from),
             pacer_wait_ms: stats.pacer_wait.quantiles_ms().map(Quantiles::from),
             exit_status,
+            files: Vec::new(),
         }
     }
 

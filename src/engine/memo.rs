@@ -219,7 +219,7 @@ impl Memo {
                 }
                 misses = left;
             }
-            Ok((known, misses))
+            Ok::<_, StoreError>((known, misses))
         })
         .await?;
         if let Some(Cache::Redis(cache)) = &self.cache {

@@ -297,10 +297,9 @@ impl Engine {
                 _ = shared.settled.notified() => {}
                 read = batches.recv(), if admit => match read {
                     Some(Ok(Read::Batch(batch))) => {
-                        if let Some(held) = self.admit(batch).await? {
-                            held_bytes += held.bytes;
-                            window.push_back(held);
-                        }
+                        let held = self.admit(batch).await?;
+                        held_bytes += held.bytes;
+                        window.push_back(held);
                     }
                     Some(Ok(Read::End)) => input_ended = true,
                     Some(Err(e)) => return Err(e.into()),
@@ -310,20 +309,19 @@ impl Engine {
         }
     }
 
-    async fn admit(&self, batch: Batch) -> Result<Option<Held>, EngineError> {
+    async fn admit(&self, batch: Batch) -> Result<Held, EngineError> {
+        // An empty batch still goes through: it is how the writer learns of an empty file.
         let rows = batch.data.num_rows();
-        if rows == 0 {
-            return Ok(None);
-        }
         let keys: Arc<[RowKey]> = batch.keys.into();
         let shared = &self.shared;
         let slots = shared
             .memo
             .resolve(&keys, &shared.queue, &shared.lookups.stats)
             .await?;
-        Ok(Some(Held {
+        Ok(Held {
             bytes: batch.data.get_array_memory_size(),
             done: Done {
+                file: batch.file,
                 first_row: batch.first_row,
                 outcomes: Vec::with_capacity(rows),
                 data: batch.data,
@@ -331,7 +329,7 @@ impl Engine {
             },
             slots,
             next: 0,
-        }))
+        })
     }
 }
 

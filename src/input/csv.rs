@@ -38,6 +38,17 @@ impl CsvReader {
                 let len = f.metadata().map_err(io)?.len();
                 (Box::new(f), Some(len))
             }
+            Source::Object(url) => {
+                let bucket = crate::objects::Bucket::of(url)?;
+                let size =
+                    bucket
+                        .size(url)?
+                        .ok_or_else(|| crate::objects::ObjectError::NotFound {
+                            url: url.to_string(),
+                        })?;
+                let reader = crate::objects::ObjectReader::new(bucket, url.clone(), size, 0);
+                (Box::new(reader), Some(size))
+            }
             Source::Stdin => (Box::new(std::io::stdin()), None),
         };
         let mut buffered = BufReader::with_capacity(256 * 1024, raw);
@@ -127,6 +138,7 @@ impl CsvReader {
             .expect("one builder per schema column, all of the same length");
         let keys = self.keys.extract(&data);
         Some(Ok(Batch {
+            file: 0,
             first_row,
             data,
             keys,

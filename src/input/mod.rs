@@ -13,6 +13,7 @@ use arrow::record_batch::RecordBatch;
 pub use keys::{FieldSpec, KeyColumns, KeySpec};
 
 use crate::key::RowKey;
+use crate::objects::{Bucket, ObjectError, ObjectFile, ObjectUrl};
 
 /// Rows per batch: big enough to amortise per-batch work, small enough that the batches
 /// alive at once (reader queue + reorder window + writer queue) stay a few MB.
@@ -36,26 +37,20 @@ impl Format {
     }
 }
 
-/// Where rows come from: a file, or stdin (`-`, CSV only).
+/// Where rows come from: a file, an object, or stdin (`-`, CSV only).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Source {
     File(PathBuf),
+    Object(ObjectUrl),
     Stdin,
 }
 
 impl Source {
-    pub fn parse(arg: &Path) -> Source {
-        if arg == Path::new("-") {
-            Source::Stdin
-        } else {
-            Source::File(arg.to_owned())
-        }
-    }
-
     /// How the source is named in messages.
     pub fn name(&self) -> String {
         match self {
             Source::File(p) => p.display().to_string(),
+            Source::Object(url) => url.to_string(),
             Source::Stdin => "<stdin>".into(),
         }
     }
@@ -63,6 +58,8 @@ impl Source {
 
 /// Rows `first_row ..` of the input (1-based data row numbers, as in the error report).
 pub struct Batch {
+    /// Which input of the run (its index in the plan); the reader stage sets it.
+    pub file: usize,
     pub first_row: u64,
     pub data: RecordBatch,
     pub keys: Vec<RowKey>,
@@ -125,6 +122,10 @@ pub enum InputError {
     Parquet { file: String, message: String },
     #[error("Parquet input cannot come from stdin; pass a file path")]
     ParquetStdin,
+    #[error(transparent)]
+    Object(#[from] ObjectError),
+    #[error("{pattern}: matches no input file (.csv, .tsv, .parquet); check the path, or pass --input-format for other names")]
+    NoMatch { pattern: String },
 }
 
 /// An open input: its schema is known before any row is read, so the writer can be set up
@@ -154,7 +155,27 @@ impl Reader {
         match format {
             Format::Csv => csv::CsvReader::open(source, spec, delimiter),
             Format::Parquet => match source {
-                Source::File(path) => parquet::ParquetReader::open(path, spec),
+                Source::File(path) => {
+                    let name = path.display().to_string();
+                    let f = std::fs::File::open(path).map_err(|source| InputError::Io {
+                        file: name.clone(),
+                        source,
+                    })?;
+                    let bytes = f.metadata().ok().map(|m| m.len());
+                    parquet::ParquetReader::open(f, name, bytes, spec)
+                }
+                Source::Object(url) => {
+                    let bucket = Bucket::of(url)?;
+                    let size = bucket.size(url)?.ok_or_else(|| ObjectError::NotFound {
+                        url: url.to_string(),
+                    })?;
+                    let object = ObjectFile {
+                        bucket,
+                        url: url.clone(),
+                        size,
+                    };
+                    parquet::ParquetReader::open(object, url.to_string(), Some(size), spec)
+                }
                 Source::Stdin => Err(InputError::ParquetStdin),
             },
         }

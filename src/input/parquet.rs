@@ -1,10 +1,8 @@
 //! Parquet input: columns keep their Arrow types (ints, decimals, timestamps, dictionary
 //! strings, nulls) all the way to a Parquet output.
 
-use std::fs::File;
-use std::path::Path;
-
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::file::reader::ChunkReader;
 
 use super::{Batch, Inner, InputError, KeyColumns, KeySpec, Reader, BATCH_ROWS};
 
@@ -16,13 +14,13 @@ pub(super) struct ParquetReader {
 }
 
 impl ParquetReader {
-    pub(super) fn open(path: &Path, spec: &KeySpec) -> Result<Reader, InputError> {
-        let file = path.display().to_string();
-        let f = File::open(path).map_err(|source| InputError::Io {
-            file: file.clone(),
-            source,
-        })?;
-        let total_bytes = f.metadata().ok().map(|m| m.len());
+    /// `f` is a local file or an object: either is read with ranged reads.
+    pub(super) fn open<R: ChunkReader + 'static>(
+        f: R,
+        file: String,
+        total_bytes: Option<u64>,
+        spec: &KeySpec,
+    ) -> Result<Reader, InputError> {
         let builder =
             ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| InputError::NotParquet {
                 file: file.clone(),
@@ -67,6 +65,7 @@ impl ParquetReader {
         self.next_row += data.num_rows() as u64;
         let keys = self.keys.extract(&data);
         Some(Ok(Batch {
+            file: 0,
             first_row,
             data,
             keys,

@@ -8,7 +8,7 @@ mod parquet;
 mod report;
 
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
@@ -18,6 +18,7 @@ pub use atomic::{remove_leftovers, AtomicFile};
 
 use crate::input::Format;
 use crate::key::RowKey;
+use crate::objects::{Aborter, Bucket, ObjectUrl, Upload, UploadLog};
 use crate::outcome::Outcome;
 
 pub use columns::Selection;
@@ -46,35 +47,48 @@ impl Default for Layout {
 
 /// Rows `first_row ..` with their outcomes, ready to be written.
 pub struct Done {
+    /// Which input of the run the rows are from.
+    pub file: usize,
     pub first_row: u64,
     pub data: RecordBatch,
     pub keys: Arc<[RowKey]>,
     pub outcomes: Vec<Arc<Outcome>>,
 }
 
-/// Where the enriched rows go: a file (atomically) or stdout (`-`, CSV only).
+/// Where the enriched rows (or a report) go: a file or an object, atomically either way,
+/// or stdout (`-`, CSV only).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Destination {
     File(PathBuf),
+    Object(ObjectUrl),
     Stdout,
 }
 
 impl Destination {
-    pub fn parse(arg: &Path) -> Destination {
-        if arg == Path::new("-") {
-            Destination::Stdout
-        } else {
-            Destination::File(arg.to_owned())
-        }
-    }
-
     pub fn name(&self) -> String {
         match self {
             Destination::File(p) => p.display().to_string(),
+            Destination::Object(url) => url.to_string(),
             Destination::Stdout => "<stdout>".into(),
         }
     }
+
+    /// Whether a complete output is already under this name.
+    pub fn exists(&self) -> Result<bool, OutputError> {
+        match self {
+            Destination::File(p) => Ok(p.is_file()),
+            Destination::Object(url) => Bucket::of(url)
+                .and_then(|b| b.size(url))
+                .map(|s| s.is_some())
+                .map_err(|e| OutputError::Object(e.to_string())),
+            Destination::Stdout => Ok(false),
+        }
+    }
 }
+
+/// Where uploads are noted so that a rerun can abort what a killed run left: the
+/// journal's ledger. Only an object destination needs it.
+pub type Uploads = Option<Arc<dyn UploadLog>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
@@ -84,22 +98,32 @@ pub enum OutputError {
     Create { file: String, source: io::Error },
     #[error("{file}: Parquet writer failed: {message}")]
     Parquet { file: String, message: String },
+    #[error("{0}")]
+    Object(String),
     #[error(
         "the input already has a column `{column}`, which callinfo adds; name the added columns apart with --prefix (e.g. --prefix cec_), or leave it out of --columns"
     )]
     ColumnClash { column: String },
 }
 
-/// A byte sink that is either an atomic file or stdout.
+/// A byte sink: an atomic file, an upload, or stdout.
 pub enum Sink {
     File(AtomicFile),
+    Object(Upload),
     Stdout(io::Stdout),
 }
 
 impl Sink {
-    pub fn open(dest: &Destination) -> Result<Sink, OutputError> {
+    pub fn open(dest: &Destination, uploads: &Uploads) -> Result<Sink, OutputError> {
         match dest {
             Destination::Stdout => Ok(Sink::Stdout(io::stdout())),
+            Destination::Object(url) => {
+                let log = uploads
+                    .clone()
+                    .expect("an object output is opened once the journal's ledger is");
+                let bucket = Bucket::of(url).map_err(|e| OutputError::Object(e.to_string()))?;
+                Ok(Sink::Object(Upload::new(bucket, url.clone(), log)))
+            }
             Destination::File(path) => {
                 AtomicFile::create(path)
                     .map(Sink::File)
@@ -111,6 +135,20 @@ impl Sink {
         }
     }
 
+    fn temp_file(&self) -> Option<(PathBuf, PathBuf)> {
+        match self {
+            Sink::File(f) => Some((f.target().to_owned(), f.temp_path().to_owned())),
+            _ => None,
+        }
+    }
+
+    fn aborter(&self) -> Option<Aborter> {
+        match self {
+            Sink::Object(u) => Some(u.aborter()),
+            _ => None,
+        }
+    }
+
     fn commit(self, name: &str) -> Result<(), OutputError> {
         let io = |source| OutputError::Io {
             file: name.to_owned(),
@@ -118,6 +156,7 @@ impl Sink {
         };
         match self {
             Sink::File(f) => f.commit().map_err(io),
+            Sink::Object(u) => u.commit().map_err(io),
             Sink::Stdout(mut s) => s.flush().map_err(io),
         }
     }
@@ -127,6 +166,7 @@ impl Write for Sink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Sink::File(f) => f.write(buf),
+            Sink::Object(u) => u.write(buf),
             Sink::Stdout(s) => s.write(buf),
         }
     }
@@ -134,6 +174,7 @@ impl Write for Sink {
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Sink::File(f) => f.flush(),
+            Sink::Object(u) => u.flush(),
             Sink::Stdout(s) => s.flush(),
         }
     }
@@ -144,6 +185,21 @@ enum Rows {
     Parquet(parquet::ParquetRows),
 }
 
+/// An added column the input already has would be written twice.
+pub fn check_columns(input_schema: &SchemaRef, layout: &Layout) -> Result<(), OutputError> {
+    let added: Vec<String> = layout.columns.names().collect();
+    match input_schema
+        .fields()
+        .iter()
+        .find(|f| added.contains(f.name()))
+    {
+        Some(f) => Err(OutputError::ColumnClash {
+            column: f.name().clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Both outputs of a run. Nothing appears under a final name until [`Writer::finish`].
 pub struct Writer {
     rows: Rows,
@@ -151,6 +207,8 @@ pub struct Writer {
     report: report::Report,
     /// Each final name, with the temporary file this writer made for it.
     files: Vec<(PathBuf, PathBuf)>,
+    /// The uploads this writer may leave unfinished.
+    aborters: Vec<Aborter>,
 }
 
 impl Writer {
@@ -159,26 +217,16 @@ impl Writer {
     pub fn create(
         dest: &Destination,
         format: Format,
-        errors: &Path,
+        errors: &Destination,
         input_schema: &SchemaRef,
         layout: &Layout,
+        uploads: &Uploads,
     ) -> Result<Writer, OutputError> {
-        let added: Vec<String> = layout.columns.names().collect();
-        if let Some(f) = input_schema
-            .fields()
-            .iter()
-            .find(|f| added.contains(f.name()))
-        {
-            return Err(OutputError::ColumnClash {
-                column: f.name().clone(),
-            });
-        }
+        check_columns(input_schema, layout)?;
         let rows_name = dest.name();
-        let sink = Sink::open(dest)?;
-        let mut files = Vec::new();
-        if let Sink::File(f) = &sink {
-            files.push((f.target().to_owned(), f.temp_path().to_owned()));
-        }
+        let sink = Sink::open(dest, uploads)?;
+        let files: Vec<_> = sink.temp_file().into_iter().collect();
+        let mut aborters: Vec<_> = sink.aborter().into_iter().collect();
         let rows = match format {
             Format::Csv => Rows::Csv(csv::CsvRows::new(sink, input_schema, layout, &rows_name)?),
             Format::Parquet => Rows::Parquet(parquet::ParquetRows::new(
@@ -188,14 +236,30 @@ impl Writer {
                 &rows_name,
             )?),
         };
-        let report = report::Report::create(errors)?;
-        files.push((errors.to_owned(), report.temp_path().to_owned()));
+        let report = report::Report::create(errors, uploads)?;
+        let mut files = files;
+        files.extend(report.sink().temp_file());
+        aborters.extend(report.sink().aborter());
         Ok(Writer {
             rows,
             rows_name,
             report,
             files,
+            aborters,
         })
+    }
+
+    /// Drop an unfinished writer: its temporary files go, and its uploads are aborted
+    /// now rather than left to the next run. Blocking.
+    pub fn abandon(self) {
+        for a in &self.aborters {
+            a.abort();
+        }
+    }
+
+    /// The temporary files this writer made (kept when a killed run's leftovers go).
+    pub fn temp_files(&self) -> Vec<PathBuf> {
+        self.files.iter().map(|(_, tmp)| tmp.clone()).collect()
     }
 
     /// Remove what killed runs left beside the final names. Only once this run holds the

@@ -1,9 +1,7 @@
 //! The error report: one CSV line per row whose `lookup_status` is not `ok`, with what a
 //! person needs to act on it.
 
-use std::path::Path;
-
-use super::{AtomicFile, Done, OutputError};
+use super::{Destination, Done, OutputError, Sink, Uploads};
 
 pub const HEADER: [&str; 6] = [
     "row",
@@ -15,17 +13,14 @@ pub const HEADER: [&str; 6] = [
 ];
 
 pub(super) struct Report {
-    writer: csv::Writer<AtomicFile>,
+    writer: csv::Writer<Sink>,
     name: String,
 }
 
 impl Report {
-    pub(super) fn create(path: &Path) -> Result<Report, OutputError> {
-        let name = path.display().to_string();
-        let file = AtomicFile::create(path).map_err(|source| OutputError::Create {
-            file: name.clone(),
-            source,
-        })?;
+    pub(super) fn create(dest: &Destination, uploads: &Uploads) -> Result<Report, OutputError> {
+        let name = dest.name();
+        let file = Sink::open(dest, uploads)?;
         let mut report = Report {
             writer: csv::Writer::from_writer(file),
             name,
@@ -37,8 +32,8 @@ impl Report {
         Ok(report)
     }
 
-    pub(super) fn temp_path(&self) -> &Path {
-        self.writer.get_ref().temp_path()
+    pub(super) fn sink(&self) -> &Sink {
+        self.writer.get_ref()
     }
 
     fn error(&self, e: csv::Error) -> OutputError {
@@ -78,7 +73,6 @@ impl Report {
             file: name.clone(),
             source: std::io::Error::new(e.error().kind(), e.error().to_string()),
         })?;
-        file.commit()
-            .map_err(|source| OutputError::Io { file: name, source })
+        file.commit(&name)
     }
 }

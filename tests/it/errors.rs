@@ -104,6 +104,7 @@ fn each_error_kind_once_with_its_report_line() {
             "exit_status",
             "failed",
             "failed_by_kind",
+            "files",
             "from_cache",
             "from_journal",
             "latency_ms",

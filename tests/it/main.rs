@@ -10,6 +10,7 @@ mod csv_io;
 mod errors;
 mod faults;
 mod first_hour;
+mod objects;
 mod operator;
 mod parquet_io;
 mod rate;

@@ -368,3 +368,151 @@ pub fn shared_jobs(
         assert_eq!(code, 0, "{stderr}");
     }
 }
+
+/// A real S3-compatible server (`moto_server`, from PyPI) of the test's own on a free
+/// loopback port, stopped (by PID) on drop. The tests' own checks go through boto3, so
+/// they share no code with the tool.
+pub struct S3Server {
+    child: Child,
+    pub endpoint: String,
+}
+
+/// Credentials moto accepts; the secret is checked never to be shown.
+pub const S3_KEY_ID: &str = "AKIAIOSFODNN7EXAMPLE";
+pub const S3_SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY";
+
+impl S3Server {
+    /// `env`: extra settings for moto (e.g. to check credentials).
+    pub fn start(env: &[(&str, &str)]) -> S3Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server (scripts/test.sh installs it)");
+        let server = S3Server {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        // Wait for the event: the port accepts a connection.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "moto_server did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        server
+    }
+
+    /// The AWS variables that point a client (the tool, or boto3) at this server.
+    pub fn env<'a>(&self, cmd: &'a mut Command) -> &'a mut Command {
+        for var in ["AWS_PROFILE", "AWS_ENDPOINT", "AWS_SESSION_TOKEN"] {
+            cmd.env_remove(var);
+        }
+        cmd.env("AWS_ENDPOINT_URL", &self.endpoint)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", S3_KEY_ID)
+            .env("AWS_SECRET_ACCESS_KEY", S3_SECRET)
+    }
+
+    /// Run a Python snippet with `s3` a boto3 client for this server; its stdout.
+    pub fn py(&self, script: &str) -> String {
+        let program = format!("import boto3, io, json, sys\ns3 = boto3.client('s3')\n{script}");
+        let mut cmd = Command::new("python3");
+        cmd.args(["-c", &program]);
+        let out = self.env(&mut cmd).output().expect("python3");
+        assert!(
+            out.status.success(),
+            "boto3 check failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn create_bucket(&self, bucket: &str) {
+        self.py(&format!("s3.create_bucket(Bucket='{bucket}')"));
+    }
+
+    pub fn put(&self, bucket: &str, key: &str, file: &Path) {
+        self.py(&format!(
+            "s3.upload_file({:?}, '{bucket}', '{key}')",
+            file.display().to_string()
+        ));
+    }
+
+    /// The object's bytes, saved to `file`.
+    pub fn get(&self, bucket: &str, key: &str, file: &Path) {
+        self.py(&format!(
+            "s3.download_file('{bucket}', '{key}', {:?})",
+            file.display().to_string()
+        ));
+    }
+
+    /// Every key in the bucket, in order.
+    pub fn keys(&self, bucket: &str) -> Vec<String> {
+        let out = self.py(&format!(
+            "pages = s3.get_paginator('list_objects_v2').paginate(Bucket='{bucket}')\n\
+             print(json.dumps(sorted(o['Key'] for p in pages for o in p.get('Contents', []))))"
+        ));
+        serde_json::from_str(&out).unwrap()
+    }
+
+    /// Multipart uploads started and neither completed nor aborted.
+    pub fn pending_uploads(&self, bucket: &str) -> usize {
+        let out = self.py(&format!(
+            "print(len(s3.list_multipart_uploads(Bucket='{bucket}').get('Uploads', [])))"
+        ));
+        out.trim().parse().unwrap()
+    }
+
+    /// The object's ETag: `"…-N"` for an object uploaded in N parts.
+    pub fn etag(&self, bucket: &str, key: &str) -> String {
+        self.py(&format!(
+            "print(s3.head_object(Bucket='{bucket}', Key='{key}')['ETag'])"
+        ))
+        .trim()
+        .to_owned()
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Peak RSS in KiB of a command run to its end (getrusage of the child, via Python).
+pub fn peak_rss_kib(cmd: &Command) -> (i32, u64) {
+    let mut argv = vec![cmd.get_program().to_string_lossy().into_owned()];
+    argv.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
+    let mut py = Command::new("python3");
+    py.args([
+        "-c",
+        "import resource, subprocess, sys\n\
+         r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n\
+         print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)",
+    ])
+    .args(&argv);
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => py.env(k, v),
+            None => py.env_remove(k),
+        };
+    }
+    let out = py.output().expect("python3");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut parts = text.split_whitespace();
+    (
+        parts.next().unwrap().parse().unwrap(),
+        parts.next().unwrap().parse().unwrap(),
+    )
+}

@@ -1,0 +1,203 @@
+//! The writer stage of a run over one or many files: one [`Writer`] per input, made when
+//! its first rows arrive and completed when the next file's arrive (or at the end). Each
+//! complete file of a many-file run is noted in the journal's ledger, so a rerun skips it.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::journal::Ledger;
+use crate::output::{Done, Layout, OutputError, Uploads, Writer};
+use crate::plan::Item;
+use crate::summary::{FileState, FileSummary};
+
+/// Each file's figures, shared with the run for its summary.
+pub type Files = Arc<Mutex<Vec<FileSummary>>>;
+
+pub struct Outputs {
+    items: Vec<Item>,
+    layout: Layout,
+    uploads: Uploads,
+    /// Set for a many-file run, whose complete files a rerun skips.
+    ledger: Option<Arc<Ledger>>,
+    /// A writer made before the run began (to check the output's directory early).
+    first: Option<(usize, Writer)>,
+    current: Option<Current>,
+    files: Files,
+}
+
+struct Current {
+    file: usize,
+    writer: Writer,
+    /// Failed rows a rerun may change: with any, the file is not noted as complete.
+    transient: u64,
+}
+
+impl Outputs {
+    pub fn new(
+        items: Vec<Item>,
+        layout: Layout,
+        uploads: Uploads,
+        ledger: Option<Arc<Ledger>>,
+        first: Option<(usize, Writer)>,
+        files: Files,
+    ) -> Outputs {
+        Outputs {
+            items,
+            layout,
+            uploads,
+            ledger,
+            first,
+            current: None,
+            files,
+        }
+    }
+
+    /// The layout for one item: its own CSV separator.
+    pub fn layout_for(layout: &Layout, item: &Item) -> Layout {
+        Layout {
+            delimiter: item.out_delimiter,
+            ..layout.clone()
+        }
+    }
+
+    fn write(&mut self, done: Done) -> Result<(), OutputError> {
+        if self.current.as_ref().map(|c| c.file) != Some(done.file) {
+            self.complete_current()?;
+            let writer = match self.first.take() {
+                Some((file, w)) if file == done.file => w,
+                other => {
+                    if let Some((_, w)) = other {
+                        w.abandon();
+                    }
+                    let item = &self.items[done.file];
+                    Writer::create(
+                        &item.output,
+                        item.output_format,
+                        &item.errors,
+                        &done.data.schema(),
+                        &Self::layout_for(&self.layout, item),
+                        &self.uploads,
+                    )?
+                }
+            };
+            self.current = Some(Current {
+                file: done.file,
+                writer,
+                transient: 0,
+            });
+        }
+        let current = self.current.as_mut().expect("set above");
+        if done.data.num_rows() > 0 {
+            current.writer.write(&done)?;
+        }
+        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        let figures = &mut files[done.file];
+        for outcome in &done.outcomes {
+            figures.rows += 1;
+            match outcome.failure() {
+                None => figures.ok += 1,
+                Some(f) => {
+                    figures.failed += 1;
+                    current.transient += u64::from(f.kind.retry_on_rerun());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn complete_current(&mut self) -> Result<(), OutputError> {
+        let Some(current) = self.current.take() else {
+            return Ok(());
+        };
+        current.writer.finish()?;
+        let item = &self.items[current.file];
+        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        let figures = &mut files[current.file];
+        figures.state = FileState::Written;
+        if let Some(ledger) = &self.ledger {
+            tracing::info!(
+                "{} -> {}: {} rows, {} ok, {} failed",
+                figures.input,
+                figures.output,
+                figures.rows,
+                figures.ok,
+                figures.failed
+            );
+            if current.transient == 0 {
+                ledger
+                    .done(&item.output.name(), &item.input.name(), item.input_bytes)
+                    .map_err(|source| OutputError::Io {
+                        file: ledger.path().display().to_string(),
+                        source,
+                    })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn abandon(mut self) {
+        if let Some(c) = self.current.take() {
+            c.writer.abandon();
+        }
+        if let Some((_, w)) = self.first.take() {
+            w.abandon();
+        }
+    }
+}
+
+/// The writer thread: rows until the engine ends, then its word on whether the run is
+/// complete: complete, the last file is finished; not, every unfinished output is dropped
+/// (temporary files removed, uploads aborted) on this same thread.
+pub fn write_all(
+    mut outputs: Outputs,
+    mut rx: mpsc::Receiver<Done>,
+    complete: oneshot::Receiver<bool>,
+) -> Result<(), OutputError> {
+    let written = (|| {
+        while let Some(done) = rx.blocking_recv() {
+            outputs.write(done)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = written {
+        outputs.abandon();
+        return Err(e);
+    }
+    if complete.blocking_recv().unwrap_or(false) {
+        // A run whose rows were all cut by --limit before this file still ends here.
+        let finished = outputs.complete_current();
+        if finished.is_err() {
+            outputs.abandon();
+        } else if let Some((_, w)) = outputs.first.take() {
+            // Nothing reached the writer made up front (an input with no rows at all is
+            // still a batch): finish it, so the empty output exists as for one file.
+            w.finish()?;
+        }
+        finished
+    } else {
+        outputs.abandon();
+        Ok(())
+    }
+}
+
+/// Every item's entry, before anything is written.
+pub fn entries(items: &[Item], skipped: &[bool]) -> Vec<FileSummary> {
+    items
+        .iter()
+        .zip(skipped)
+        .map(|(item, &skip)| FileSummary {
+            input: item.input.name(),
+            output: item.output.name(),
+            errors: item.errors.name(),
+            rows: 0,
+            ok: 0,
+            failed: 0,
+            state: if skip {
+                FileState::AlreadyComplete
+            } else {
+                FileState::NotWritten
+            },
+        })
+        .collect()
+}

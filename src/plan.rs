@@ -1,0 +1,526 @@
+//! Which files a run reads and where each one's rows and report go: one INPUT into one
+//! OUTPUT, or many inputs (several arguments, a directory, a glob, a bucket prefix) into
+//! a directory or prefix, each output named after its input. Resolving it lists
+//! directories and buckets, so it runs on a blocking thread.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{distinct_outputs, format_of, same_file, ConfigError};
+use crate::input::{Format, InputError, Source};
+use crate::objects::{Bucket, ObjectUrl};
+use crate::output::Destination;
+
+/// One input and where its rows and report go.
+#[derive(Clone, Debug)]
+pub struct Item {
+    pub input: Source,
+    pub input_format: Format,
+    /// The input's size, where it is known before reading (a file or an object).
+    pub input_bytes: Option<u64>,
+    /// CSV input's field separator.
+    pub delimiter: u8,
+    pub output: Destination,
+    pub output_format: Format,
+    /// A CSV output's field separator.
+    pub out_delimiter: u8,
+    pub errors: Destination,
+}
+
+/// Every file of the run, in the order they are read and written, and its journal.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub items: Vec<Item>,
+    pub journal: PathBuf,
+    /// Many inputs into a directory or prefix (rather than one INPUT into one OUTPUT).
+    pub many: bool,
+    /// OUTPUT as given, for messages.
+    pub output: String,
+}
+
+/// What the command line says about files.
+pub struct Request<'a> {
+    pub inputs: &'a [PathBuf],
+    pub output: &'a Path,
+    pub input_format: Option<Format>,
+    pub output_format: Option<Format>,
+    pub errors: Option<&'a Path>,
+    pub delimiter: Option<u8>,
+    pub summary_json: Option<&'a Path>,
+    pub state_dir: Option<&'a Path>,
+    /// `--dry-run`: create nothing (no output directory, no state directory).
+    pub dry_run: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Usage(#[from] ConfigError),
+    #[error(transparent)]
+    Input(#[from] InputError),
+}
+
+/// What one command-line argument names, before it is expanded.
+enum Place {
+    Stdio,
+    Local(PathBuf),
+    Object(ObjectUrl),
+}
+
+fn place(arg: &Path) -> Result<Place, ConfigError> {
+    if arg == Path::new("-") {
+        return Ok(Place::Stdio);
+    }
+    match ObjectUrl::parse(&arg.to_string_lossy()) {
+        Some(Ok(url)) => Ok(Place::Object(url)),
+        Some(Err(e)) => Err(ConfigError::Plan(e)),
+        None => Ok(Place::Local(arg.to_owned())),
+    }
+}
+
+fn has_glob(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+/// An argument that stands for several files: a directory, a prefix or a glob.
+fn is_collection(arg: &Path) -> bool {
+    let s = arg.to_string_lossy();
+    has_glob(&s) || s.ends_with('/') || (!s.starts_with("s3://") && arg.is_dir())
+}
+
+pub fn resolve(req: &Request) -> Result<Plan, PlanError> {
+    let many = req.inputs.len() > 1 || req.inputs.iter().any(|i| is_collection(i));
+    let many = many || is_collection(req.output);
+    if many {
+        return resolve_many(req);
+    }
+    let input = match place(&req.inputs[0])? {
+        Place::Stdio => (Source::Stdin, None),
+        Place::Local(p) => {
+            let bytes = std::fs::metadata(&p).ok().map(|m| m.len());
+            (Source::File(p), bytes)
+        }
+        Place::Object(url) => {
+            let size = object_size(&url)?;
+            (Source::Object(url), Some(size))
+        }
+    };
+    let (input, input_bytes) = input;
+    let output = match place(req.output)? {
+        Place::Stdio => Destination::Stdout,
+        Place::Local(p) => Destination::File(p),
+        Place::Object(url) => {
+            check_bucket(&url)?;
+            Destination::Object(url)
+        }
+    };
+    let input_format = match (req.input_format, &input) {
+        (Some(f), _) => f,
+        (None, Source::Stdin) => Format::Csv,
+        (None, s) => format_of(Path::new(&s.name()), "input")?,
+    };
+    let output_format = match (req.output_format, &output) {
+        (Some(f), _) => f,
+        (None, Destination::Stdout) => Format::Csv,
+        (None, d) => format_of(Path::new(&d.name()), "output")?,
+    };
+    if output == Destination::Stdout && output_format == Format::Parquet {
+        return Err(ConfigError::Usage("Parquet output cannot go to stdout; name a file").into());
+    }
+    let errors = match (req.errors, &output) {
+        (Some(p), _) => match place(p)? {
+            Place::Object(url) => Destination::Object(url),
+            _ => Destination::File(p.to_owned()),
+        },
+        (None, Destination::File(p)) => Destination::File(p.with_extension("errors.csv")),
+        (None, Destination::Object(url)) => Destination::Object(ObjectUrl {
+            bucket: url.bucket.clone(),
+            key: Path::new(&url.key)
+                .with_extension("errors.csv")
+                .to_string_lossy()
+                .into_owned(),
+        }),
+        (None, Destination::Stdout) => {
+            return Err(ConfigError::Usage(
+                "with OUTPUT `-` the error report needs a path: pass --errors PATH",
+            )
+            .into())
+        }
+    };
+    if let Source::File(i) = &input {
+        for d in [&output, &errors] {
+            if let Destination::File(o) = d {
+                if same_file(i, o) {
+                    return Err(ConfigError::OutputIsInput {
+                        path: o.display().to_string(),
+                    }
+                    .into());
+                }
+            }
+        }
+    }
+    let journal = match (&output, &errors) {
+        (Destination::File(p), _) => journal_beside(p),
+        (Destination::Stdout, Destination::File(e)) => journal_beside(e),
+        (d, _) => state_journal(req, &d.name())?,
+    };
+    let local = |d: &Destination| match d {
+        Destination::File(p) => Some(p.clone()),
+        _ => None,
+    };
+    distinct_outputs(
+        local(&output).as_deref(),
+        local(&errors).as_deref(),
+        req.summary_json,
+        &journal,
+    )?;
+    let separator = |name: &str| {
+        req.delimiter
+            .unwrap_or(if is_tsv(name) { b'\t' } else { b',' })
+    };
+    Ok(Plan {
+        items: vec![Item {
+            delimiter: separator(&input.name()),
+            out_delimiter: separator(&output.name()),
+            input,
+            input_format,
+            input_bytes,
+            output,
+            output_format,
+            errors,
+        }],
+        journal,
+        many: false,
+        output: req.output.display().to_string(),
+    })
+}
+
+fn is_tsv(name: &str) -> bool {
+    name.to_ascii_lowercase().ends_with(".tsv")
+}
+
+/// The journal beside a local output: `out.parquet.journal`.
+pub fn journal_beside(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".journal");
+    PathBuf::from(name)
+}
+
+/// A remote output's journal lives in the state directory, named after the output.
+fn state_journal(req: &Request, output: &str) -> Result<PathBuf, ConfigError> {
+    let dir = match req.state_dir {
+        Some(d) => d.to_owned(),
+        None => default_state_dir().ok_or(ConfigError::Usage(
+            "no state directory for the journal of a remote output: set --state-dir (or HOME)",
+        ))?,
+    };
+    if !req.dry_run {
+        create_private_dir(&dir).map_err(|e| {
+            ConfigError::Plan(format!(
+                "{}: cannot create the state directory: {e}; pass --state-dir DIR",
+                dir.display()
+            ))
+        })?;
+    }
+    let readable: String = output
+        .trim_start_matches("s3://")
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '.' | '-' => c,
+            _ => '_',
+        })
+        .take(96)
+        .collect();
+    let digest = ring::digest::digest(&ring::digest::SHA256, output.as_bytes());
+    let tag: String = digest.as_ref()[..4]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(dir.join(format!("{readable}-{tag}.journal")))
+}
+
+/// `$XDG_STATE_HOME/callinfo`, else `~/.local/state/callinfo`.
+pub fn default_state_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(d).join("callinfo"));
+    }
+    let home = std::env::var_os("HOME").filter(|h| !h.is_empty())?;
+    Some(PathBuf::from(home).join(".local/state/callinfo"))
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+fn object_size(url: &ObjectUrl) -> Result<u64, InputError> {
+    Bucket::of(url)
+        .and_then(|b| b.size(url))
+        .map_err(InputError::Object)?
+        .ok_or_else(|| {
+            InputError::Object(crate::objects::ObjectError::NotFound {
+                url: url.to_string(),
+            })
+        })
+}
+
+/// A missing bucket or refused credentials, found before any lookup is paid for.
+fn check_bucket(url: &ObjectUrl) -> Result<(), InputError> {
+    let b = Bucket::of(url).map_err(InputError::Object)?;
+    let probe = ObjectUrl {
+        bucket: url.bucket.clone(),
+        key: url.key.clone(),
+    };
+    b.size(&probe).map_err(InputError::Object).map(|_| ())
+}
+
+fn resolve_many(req: &Request) -> Result<Plan, PlanError> {
+    if req.errors.is_some() {
+        return Err(ConfigError::Usage(
+            "--errors names one report; with several inputs each output's report is written beside it (NAME.errors.csv): leave --errors out",
+        )
+        .into());
+    }
+    let out = match place(req.output)? {
+        Place::Stdio => {
+            return Err(ConfigError::Usage(
+                "several inputs cannot go to stdout: OUTPUT is a directory or prefix",
+            )
+            .into())
+        }
+        Place::Local(p) => {
+            if p.is_file() || Format::from_path(&p).is_some() {
+                return Err(ConfigError::Plan(format!(
+                    "OUTPUT `{}`: with several inputs OUTPUT is a directory (or an s3:// prefix), one output per input: end it with / (e.g. enriched/)",
+                    p.display()
+                ))
+                .into());
+            }
+            if !req.dry_run {
+                std::fs::create_dir_all(&p)
+                    .map_err(|source| crate::output::OutputError::Create {
+                        file: p.display().to_string(),
+                        source,
+                    })
+                    .map_err(|e| ConfigError::Plan(e.to_string()))?;
+            }
+            Place::Local(p)
+        }
+        Place::Object(mut url) => {
+            if !url.is_prefix() {
+                url.key.push('/');
+            }
+            check_bucket(&url)?;
+            Place::Object(url)
+        }
+    };
+    let mut inputs: Vec<(Source, Option<u64>)> = Vec::new();
+    for arg in req.inputs {
+        inputs.extend(expand(arg, req.input_format)?);
+    }
+    let mut items: Vec<Item> = Vec::with_capacity(inputs.len());
+    for (input, input_bytes) in inputs {
+        let input_format = match req.input_format {
+            Some(f) => f,
+            None => format_of(Path::new(&input.name()), "input")?,
+        };
+        let output_format = req.output_format.unwrap_or(input_format);
+        let name = input.name();
+        let file_name = name.rsplit('/').next().unwrap_or(&name).to_owned();
+        let stem = Path::new(&file_name)
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or(file_name.clone());
+        let ext = if output_format == input_format {
+            Path::new(&file_name)
+                .extension()
+                .map(|e| e.to_string_lossy().into_owned())
+                .unwrap_or_else(|| canonical_ext(output_format).into())
+        } else {
+            canonical_ext(output_format).into()
+        };
+        let (output, errors) = match &out {
+            Place::Local(dir) => (
+                Destination::File(dir.join(format!("{stem}.{ext}"))),
+                Destination::File(dir.join(format!("{stem}.errors.csv"))),
+            ),
+            Place::Object(prefix) => (
+                Destination::Object(prefix.join(&format!("{stem}.{ext}"))),
+                Destination::Object(prefix.join(&format!("{stem}.errors.csv"))),
+            ),
+            Place::Stdio => unreachable!("refused above"),
+        };
+        if let Some(other) = items.iter().find(|i| i.output == output) {
+            return Err(ConfigError::Plan(format!(
+                "{} and {} would both be written to {}: give the inputs distinct names, or run them apart",
+                other.input.name(),
+                name,
+                output.name()
+            ))
+            .into());
+        }
+        let separator = |n: &str| {
+            req.delimiter
+                .unwrap_or(if is_tsv(n) { b'\t' } else { b',' })
+        };
+        items.push(Item {
+            delimiter: separator(&name),
+            out_delimiter: separator(&output.name()),
+            input,
+            input_format,
+            input_bytes,
+            output,
+            output_format,
+            errors,
+        });
+    }
+    for item in &items {
+        if let Some(i) = items.iter().find(|i| same_place(&i.input, &item.output)) {
+            return Err(ConfigError::OutputIsInput {
+                path: i.input.name(),
+            }
+            .into());
+        }
+    }
+    let journal = match &out {
+        Place::Local(dir) => dir.join(".callinfo.journal"),
+        Place::Object(prefix) => state_journal(req, &prefix.to_string())?,
+        Place::Stdio => unreachable!("refused above"),
+    };
+    if let Some(s) = req.summary_json {
+        if same_file(s, &journal) {
+            return Err(ConfigError::Plan(format!(
+                "--summary-json {} is the journal's path",
+                s.display()
+            ))
+            .into());
+        }
+    }
+    Ok(Plan {
+        items,
+        journal,
+        many: true,
+        output: req.output.display().to_string(),
+    })
+}
+
+fn canonical_ext(f: Format) -> &'static str {
+    match f {
+        Format::Csv => "csv",
+        Format::Parquet => "parquet",
+    }
+}
+
+fn same_place(input: &Source, output: &Destination) -> bool {
+    match (input, output) {
+        (Source::File(a), Destination::File(b)) => same_file(a, b),
+        (Source::Object(a), Destination::Object(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Files a data file may be: by extension, or any file when `--input-format` says what
+/// they are. Hidden files (a journal, a temporary file) never are.
+fn is_data(name: &str, format: Option<Format>) -> bool {
+    !name.starts_with('.')
+        && (format.is_some() || Format::from_path(Path::new(name)).is_some())
+        && !name.ends_with(".errors.csv")
+}
+
+/// One argument as the files it names, in name order.
+fn expand(arg: &Path, format: Option<Format>) -> Result<Vec<(Source, Option<u64>)>, PlanError> {
+    let nothing = || InputError::NoMatch {
+        pattern: arg.display().to_string(),
+    };
+    let found = match place(arg)? {
+        Place::Stdio => {
+            return Err(ConfigError::Usage(
+                "stdin (`-`) can be the only input; with several, name files",
+            )
+            .into())
+        }
+        Place::Object(url) => {
+            let bucket = Bucket::of(&url).map_err(InputError::Object)?;
+            let objects = if has_glob(&url.key) {
+                let pattern = glob::Pattern::new(&url.key).map_err(|e| {
+                    ConfigError::Plan(format!("{}: not a valid glob: {e}", arg.display()))
+                })?;
+                let fixed = url.key[..url.key.find(['*', '?', '[']).unwrap_or(0)]
+                    .rfind('/')
+                    .map_or("", |i| &url.key[..=i]);
+                let options = glob::MatchOptions {
+                    require_literal_separator: true,
+                    ..Default::default()
+                };
+                let prefix = ObjectUrl {
+                    bucket: url.bucket.clone(),
+                    key: fixed.to_owned(),
+                };
+                bucket
+                    .list(&prefix)
+                    .map_err(InputError::Object)?
+                    .into_iter()
+                    .filter(|(o, _)| pattern.matches_with(&o.key, options))
+                    .collect::<Vec<_>>()
+            } else if url.is_prefix() {
+                bucket
+                    .list(&url)
+                    .map_err(InputError::Object)?
+                    .into_iter()
+                    .filter(|(o, _)| !o.key[url.key.len()..].contains('/'))
+                    .collect()
+            } else {
+                let size = object_size(&url)?;
+                return Ok(vec![(Source::Object(url), Some(size))]);
+            };
+            objects
+                .into_iter()
+                .filter(|(o, _)| is_data(o.file_name(), format))
+                .map(|(o, size)| (Source::Object(o), Some(size)))
+                .collect::<Vec<_>>()
+        }
+        Place::Local(path) => {
+            let s = path.to_string_lossy().into_owned();
+            let mut files: Vec<PathBuf> = if path.is_dir() {
+                std::fs::read_dir(&path)
+                    .map_err(|source| InputError::Io {
+                        file: s.clone(),
+                        source,
+                    })?
+                    .flatten()
+                    .map(|e| e.path())
+                    .collect()
+            } else if has_glob(&s) {
+                glob::glob(&s)
+                    .map_err(|e| ConfigError::Plan(format!("{s}: not a valid glob: {e}")))?
+                    .flatten()
+                    .collect()
+            } else {
+                let bytes = std::fs::metadata(&path).ok().map(|m| m.len());
+                return Ok(vec![(Source::File(path), bytes)]);
+            };
+            files.retain(|p| {
+                p.is_file()
+                    && p.file_name()
+                        .is_some_and(|n| is_data(&n.to_string_lossy(), format))
+            });
+            files.sort();
+            files
+                .into_iter()
+                .map(|p| {
+                    let bytes = std::fs::metadata(&p).ok().map(|m| m.len());
+                    (Source::File(p), bytes)
+                })
+                .collect()
+        }
+    };
+    if found.is_empty() {
+        return Err(nothing().into());
+    }
+    Ok(found)
+}
