@@ -7,7 +7,8 @@ machines are shared and noisy.
     BENCH_QUICK=1 python3 scripts/bench.py   # smaller inputs, same scenarios (~4 min)
     BENCH_ONLY=tail,shared python3 scripts/bench.py   # only these scenarios
 
-Scenarios: speed, quota, latency, tail, memory, cpu, shared (needs redis-server).
+Scenarios: speed, quota, latency, tail, memory, cpu, shared (needs redis-server),
+s3 (needs moto_server and boto3: pip install 'moto[server]' boto3).
 
 Needs: cargo, python3, wrk (apt-get install wrk), and for the peer `pip install aiohttp
 aiolimiter` (done here if missing).
@@ -33,6 +34,7 @@ N_LATENCY = 2_000 if QUICK else 5_000
 N_MEM = (200_000, 1_000_000) if QUICK else (1_000_000, 5_000_000)
 N_CPU = 10_000 if QUICK else 100_000
 N_TAIL = 3_000
+N_S3 = 20_000 if QUICK else 100_000
 ENV = dict(os.environ, CEC_APP_KEY="demo", CEC_APP_SECRET="demo")
 ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
 
@@ -82,9 +84,9 @@ def gen(n, path):
     return path
 
 
-def callinfo(sim, inp, out, *args):
-    summary = out + ".summary.json"
-    env = dict(ENV, CEC_BASE_URL=sim.url)
+def callinfo(sim, inp, out, *args, env=None, summary=None):
+    summary = summary or out + ".summary.json"
+    env = dict(env or ENV, CEC_BASE_URL=sim.url)
     wall, cpu, rss, p = timed([BIN, "enrich", inp, out, "--progress", "never", "--fresh",
                                "--summary-json", summary, *args], env)
     if p.returncode not in (0, 3):
@@ -120,6 +122,48 @@ def wrk_ceiling(sim, connections):
                           sim.url + "/apiaccess/rest/workbench/v1/queryCallInfoByCallId"],
                          capture_output=True, text=True, check=True).stdout
     return float(re.search(r"Requests/sec:\s+(\S+)", out).group(1))
+
+
+def s3_vs_local(row):
+    """The same rows CSV -> Parquet, from and to a bucket on a local S3 server (moto), and
+    from and to local files: what object storage costs end to end."""
+    import socket
+    import boto3
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    endpoint = f"http://127.0.0.1:{port}"
+    env = dict(ENV, AWS_ENDPOINT_URL=endpoint, AWS_REGION="us-east-1",
+               AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench-secret")
+    moto = subprocess.Popen(["moto_server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                          aws_access_key_id="bench", aws_secret_access_key="bench-secret")
+        s3.create_bucket(Bucket="bench")
+        inp = gen(N_S3, os.path.join(WORK, "s3.csv"))
+        s3.upload_file(inp, "bench", "in/calls.csv")
+        state = os.path.join(WORK, "state")
+        with Sim() as sim:
+            local = callinfo(sim, inp, os.path.join(WORK, "s3local.parquet"), "--rate", "0",
+                             "--concurrency", "64")
+            remote = callinfo(sim, "s3://bench/in/calls.csv", "s3://bench/out/calls.parquet",
+                              "--rate", "0", "--concurrency", "64", "--state-dir", state,
+                              env=env, summary=os.path.join(WORK, "s3.summary.json"))
+        assert remote["summary"]["rows"] == N_S3
+    finally:
+        moto.kill()
+        moto.wait()
+    row("S3 in and out", f"{remote['rows_s'] / local['rows_s']:.2f}", ">= 0.8",
+        f"s3:// CSV -> s3:// Parquet {remote['rows_s']:.0f} rows/s (moto on loopback), local "
+        f"files {local['rows_s']:.0f} rows/s, {N_S3} rows; peak RSS {remote['rss']:.0f} vs "
+        f"{local['rss']:.0f} MiB")
 
 
 def shared_jobs(row):
@@ -265,6 +309,9 @@ def main():
 
     if want("shared"):
         shared_jobs(row)
+
+    if want("s3"):
+        s3_vs_local(row)
 
     shutil.rmtree(WORK, ignore_errors=True)
     cpu = platform.processor() or platform.machine()

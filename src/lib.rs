@@ -200,8 +200,19 @@ fn tell(report: &enrich::Report) {
         .total_rows
         .map(|t| format!(" of {t}"))
         .unwrap_or_default();
+    let written = match s.files.len() {
+        0 | 1 => "nothing was written under the output name".to_owned(),
+        n => {
+            let complete = s
+                .files
+                .iter()
+                .filter(|f| f.state != summary::FileState::NotWritten)
+                .count();
+            format!("{complete} of {n} outputs are complete, the others not written")
+        }
+    };
     let saved = format!(
-        "{} saved in {}; nothing was written under the output name",
+        "{} saved in {}; {written}",
         summary::count(s.lookups, "lookup"),
         report.journal.display()
     );

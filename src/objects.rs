@@ -23,8 +23,10 @@ use object_store::path::Path as Key;
 use object_store::{ObjectStore, PutPayload};
 use tokio::runtime::Handle;
 
-/// Bytes per ranged read.
+/// Bytes per ranged read, once reading is under way.
 pub const CHUNK: u64 = 8 << 20;
+/// The first read's size.
+const FIRST_CHUNK: u64 = 256 << 10;
 /// Bytes per uploaded part: every part but the last has this size, as some S3-compatible
 /// stores require, and it is above S3's 5 MiB minimum.
 pub const PART: usize = 8 << 20;
@@ -241,6 +243,8 @@ pub struct ObjectReader {
     size: u64,
     pos: u64,
     chunk: Bytes,
+    /// Bytes to ask for next.
+    want: u64,
 }
 
 impl ObjectReader {
@@ -251,6 +255,7 @@ impl ObjectReader {
             size,
             pos: start.min(size),
             chunk: Bytes::new(),
+            want: 0,
         }
     }
 }
@@ -261,7 +266,9 @@ impl Read for ObjectReader {
             if self.pos >= self.size {
                 return Ok(0);
             }
-            let end = (self.pos + CHUNK).min(self.size);
+            // Small at first (opening an input reads only its header), then up to CHUNK.
+            self.want = (self.want * 2).clamp(FIRST_CHUNK, CHUNK);
+            let end = (self.pos + self.want).min(self.size);
             self.chunk = self.bucket.get_range(&self.url, self.pos..end)?;
             self.pos += self.chunk.len() as u64;
             if self.chunk.is_empty() {
