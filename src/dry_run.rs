@@ -40,16 +40,18 @@ pub async fn run(job: Job) -> Result<Status, Error> {
         Some(path) => Peek::open(path, Role::Cache(job.ttl), &env)?,
         None => None,
     };
-    let (limit, items, keys, layout) = (
+    let (limit, many, items, keys, layout) = (
         job.limit,
+        job.plan.many,
         job.plan.items.clone(),
         job.keys.clone(),
         job.layout.clone(),
     );
-    let plan =
-        tokio::task::spawn_blocking(move || count(&items, &keys, &layout, limit, journal, cache))
-            .await
-            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+    let plan = tokio::task::spawn_blocking(move || {
+        count(&items, many, &keys, &layout, limit, journal, cache)
+    })
+    .await
+    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
 
     let to_look_up = plan.distinct - plan.from_journal - plan.from_cache;
     let input = match job.plan.items.as_slice() {
@@ -92,6 +94,7 @@ fn clock(secs: f64) -> String {
 
 fn count(
     items: &[Item],
+    many: bool,
     keys: &KeySpec,
     layout: &Layout,
     limit: Option<u64>,
@@ -104,10 +107,11 @@ fn count(
     for item in items {
         let mut reader = Reader::open(&item.input, item.input_format, keys, item.delimiter)?;
         // The output side is checked as a run would (directory, column names), then
-        // dropped: its temporary files go with it. An object output is only checked
-        // for its columns: nothing is uploaded.
+        // dropped: its temporary files go with it. An object output, or a many-file run's
+        // directory (which the run would create), is only checked for its columns.
         match &item.output {
             Destination::Object(_) => check_columns(&reader.schema, layout)?,
+            Destination::File(_) if many => check_columns(&reader.schema, layout)?,
             _ => drop(Writer::create(
                 &item.output,
                 item.output_format,

@@ -453,3 +453,51 @@ fn object_errors_name_the_url_and_what_to_check() {
     assert!(!r.stderr.contains(S3_SECRET));
     assert!(!wd.path("out.csv").exists());
 }
+
+#[test]
+fn many_inputs_need_a_directory_of_distinct_names() {
+    let sim = Sim::start(&[]);
+    let wd = Workdir::new();
+    for dir in ["a", "b"] {
+        std::fs::create_dir_all(wd.path(dir)).unwrap();
+    }
+    let a = wd.write("a/day.csv", calls_csv(&ids("a", 3)));
+    let b = wd.write("b/day.csv", calls_csv(&ids("b", 3)));
+    let c = wd.write("c.csv", calls_csv(&ids("c", 3)));
+    let (file, dir) = (wd.path("out.parquet"), wd.path("out/"));
+    let cases: [(Vec<&Path>, Vec<&str>, &str); 3] = [
+        (
+            vec![&a, &c, &file],
+            vec![],
+            "with several inputs OUTPUT is a directory",
+        ),
+        (vec![&a, &b, &dir], vec![], "would both be written to"),
+        (
+            vec![&a, &c, &dir],
+            vec!["--errors", "e.csv"],
+            "each output's report is written beside it",
+        ),
+    ];
+    for (paths, args, message) in cases {
+        let mut cmd = callinfo(Some(&sim));
+        cmd.arg("enrich").args(&paths).args(&args);
+        let r = run(cmd);
+        assert_eq!(r.code, 2, "{r:?}");
+        assert!(r.stderr.contains(message), "{message:?} in {r:?}");
+    }
+    assert_eq!(sim.stat("token_requests"), 0);
+
+    // A dry run over several files counts them all, and writes nothing.
+    let mut cmd = callinfo(Some(&sim));
+    cmd.arg("enrich")
+        .args([&a, &c])
+        .arg(wd.path("dry/"))
+        .args(["--dry-run", "--rate", "10"]);
+    let r = run(cmd);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains("2 files: 6 rows, 6 distinct keys"),
+        "{r:?}"
+    );
+    assert!(!wd.path("dry").exists());
+}
