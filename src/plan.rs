@@ -173,29 +173,41 @@ pub fn resolve(req: &Request) -> Result<Plan, PlanError> {
         req.summary_json,
         &journal,
     )?;
-    let separator = |name: &str| {
-        req.delimiter
-            .unwrap_or(if is_tsv(name) { b'\t' } else { b',' })
-    };
     Ok(Plan {
-        items: vec![Item {
-            delimiter: separator(&input.name()),
-            out_delimiter: separator(&output.name()),
-            input,
-            input_format,
-            input_bytes,
-            output,
-            output_format,
+        items: vec![item(
+            req,
+            (input, input_format, input_bytes),
+            (output, output_format),
             errors,
-        }],
+        )],
         journal,
         many: false,
         output: req.output.display().to_string(),
     })
 }
 
-fn is_tsv(name: &str) -> bool {
-    name.to_ascii_lowercase().ends_with(".tsv")
+/// An item, with the CSV separators its names call for: `--delimiter`, else a tab for
+/// `.tsv`, else a comma.
+fn item(
+    req: &Request,
+    (input, input_format, input_bytes): (Source, Format, Option<u64>),
+    (output, output_format): (Destination, Format),
+    errors: Destination,
+) -> Item {
+    let separator = |name: String| {
+        let tsv = name.to_ascii_lowercase().ends_with(".tsv");
+        req.delimiter.unwrap_or(if tsv { b'\t' } else { b',' })
+    };
+    Item {
+        delimiter: separator(input.name()),
+        out_delimiter: separator(output.name()),
+        input,
+        input_format,
+        input_bytes,
+        output,
+        output_format,
+        errors,
+    }
 }
 
 /// The journal beside a local output: `out.parquet.journal`.
@@ -272,11 +284,7 @@ fn object_size(url: &ObjectUrl) -> Result<u64, InputError> {
 /// A missing bucket or refused credentials, found before any lookup is paid for.
 fn check_bucket(url: &ObjectUrl) -> Result<(), InputError> {
     let b = Bucket::of(url).map_err(InputError::Object)?;
-    let probe = ObjectUrl {
-        bucket: url.bucket.clone(),
-        key: url.key.clone(),
-    };
-    b.size(&probe).map_err(InputError::Object).map(|_| ())
+    b.size(url).map_err(InputError::Object).map(|_| ())
 }
 
 fn resolve_many(req: &Request) -> Result<Plan, PlanError> {
@@ -364,20 +372,12 @@ fn resolve_many(req: &Request) -> Result<Plan, PlanError> {
             ))
             .into());
         }
-        let separator = |n: &str| {
-            req.delimiter
-                .unwrap_or(if is_tsv(n) { b'\t' } else { b',' })
-        };
-        items.push(Item {
-            delimiter: separator(&name),
-            out_delimiter: separator(&output.name()),
-            input,
-            input_format,
-            input_bytes,
-            output,
-            output_format,
+        items.push(item(
+            req,
+            (input, input_format, input_bytes),
+            (output, output_format),
             errors,
-        });
+        ));
     }
     for item in &items {
         if let Some(i) = items.iter().find(|i| same_place(&i.input, &item.output)) {

@@ -175,6 +175,39 @@ fn a_big_parquet_output_goes_up_in_parts_and_memory_stays_flat() {
     );
 }
 
+/// A job of `rows` wide rows from a local CSV to a CSV object, started in the background
+/// and returned once its first part is up; and its paths.
+fn start_upload(
+    sim: &Sim,
+    s3: &S3Server,
+    wd: &Workdir,
+    rows: usize,
+    stderr: Stdio,
+) -> (std::process::Child, [String; 2]) {
+    let input = wd.write("in.csv", wide_csv("k", rows, 192));
+    let paths = [
+        input.to_str().unwrap().to_owned(),
+        "s3://calls/out/calls.csv".to_owned(),
+    ];
+    let child = s3_enrich(
+        sim,
+        s3,
+        wd,
+        &[&paths[0], &paths[1]],
+        &["--concurrency", "64"],
+    )
+    .stdout(Stdio::null())
+    .stderr(stderr)
+    .spawn()
+    .unwrap();
+    // Wait for the event: a multipart upload has begun.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while s3.pending_uploads("calls") == 0 {
+        assert!(std::time::Instant::now() < deadline, "no upload started");
+    }
+    (child, paths)
+}
+
 #[test]
 fn sigkill_during_an_upload_leaves_no_object_and_the_rerun_no_parts() {
     let sim = Sim::start(&["--latency-ms", "5"]);
@@ -182,21 +215,7 @@ fn sigkill_during_an_upload_leaves_no_object_and_the_rerun_no_parts() {
     let wd = Workdir::new();
     s3.create_bucket("calls");
     let rows = 60_000;
-    let input = wd.write("in.csv", wide_csv("k", rows, 192));
-    let paths = [input.to_str().unwrap(), "s3://calls/out/calls.csv"];
-    let args = ["--concurrency", "64"];
-
-    let mut first = s3_enrich(&sim, &s3, &wd, &paths, &args);
-    let child = first
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Wait for the event: a part is up.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while s3.pending_uploads("calls") == 0 {
-        assert!(std::time::Instant::now() < deadline, "no upload started");
-    }
+    let (child, paths) = start_upload(&sim, &s3, &wd, rows, Stdio::null());
     signal(&child, "-KILL");
     let (code, _) = finish(child);
     assert_eq!(code, -1, "killed");
@@ -207,7 +226,8 @@ fn sigkill_during_an_upload_leaves_no_object_and_the_rerun_no_parts() {
     );
     assert_eq!(s3.pending_uploads("calls"), 1, "the killed run's parts");
 
-    let rerun = run(s3_enrich(&sim, &s3, &wd, &paths, &args));
+    let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+    let rerun = run(s3_enrich(&sim, &s3, &wd, &paths, &["--concurrency", "64"]));
     assert_eq!(rerun.code, 0, "{rerun:?}");
     assert!(
         rerun.stderr.contains("aborted the unfinished upload"),
@@ -232,23 +252,7 @@ fn sigint_during_an_upload_aborts_it_at_once() {
     let s3 = S3Server::start(&[]);
     let wd = Workdir::new();
     s3.create_bucket("calls");
-    let input = wd.write("in.csv", wide_csv("k", 60_000, 192));
-    let mut cmd = s3_enrich(
-        &sim,
-        &s3,
-        &wd,
-        &[input.to_str().unwrap(), "s3://calls/out/calls.csv"],
-        &["--concurrency", "64"],
-    );
-    let child = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while s3.pending_uploads("calls") == 0 {
-        assert!(std::time::Instant::now() < deadline, "no upload started");
-    }
+    let (child, _) = start_upload(&sim, &s3, &wd, 60_000, Stdio::piped());
     signal(&child, "-INT");
     let (code, stderr) = finish(child);
     assert_eq!(code, 130, "{stderr}");
