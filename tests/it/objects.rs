@@ -505,3 +505,39 @@ fn many_inputs_need_a_directory_of_distinct_names() {
     );
     assert!(!wd.path("dry").exists());
 }
+
+#[test]
+fn an_upload_that_fails_stops_the_run_and_the_rerun_finishes() {
+    let sim = Sim::start(&["--latency-ms", "5"]);
+    let s3 = S3Server::start(&[]);
+    let wd = Workdir::new();
+    s3.create_bucket("calls");
+    let rows = 60_000;
+    let (child, paths) = start_upload(&sim, &s3, &wd, rows, Stdio::piped());
+    // The bucket goes while the upload is under way: its next part cannot be sent.
+    s3.py("s3.delete_bucket(Bucket='calls')");
+    let (code, stderr) = finish(child);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("s3://calls/out/calls.csv: the bucket `calls` does not exist"),
+        "{stderr}"
+    );
+    let state: Vec<String> = std::fs::read_dir(wd.path("state"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        state.iter().any(|f| f.ends_with(".journal")),
+        "the journal is kept: {state:?}"
+    );
+
+    s3.create_bucket("calls");
+    let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+    let rerun = run(s3_enrich(&sim, &s3, &wd, &paths, &["--concurrency", "64"]));
+    assert_eq!(rerun.code, 0, "{rerun:?}");
+    s3.get("calls", "out/calls.csv", &wd.path("got.csv"));
+    assert_eq!(read_csv(&wd.path("got.csv")).len(), rows + 1);
+    assert_eq!(s3.pending_uploads("calls"), 0);
+    // The first run stopped cleanly: every lookup it made was journaled.
+    assert_eq!(sim.stat("lookup_requests"), rows as u64);
+}
