@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use callinfo::cli::{Cli, LogFormat};
 use callinfo::Shutdown;
@@ -77,14 +79,19 @@ fn init_logging(verbose: u8, quiet: bool, format: LogFormat) {
         (false, 1) => "callinfo=debug,info",
         (false, _) => "callinfo=trace,debug",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    // `RUST_LOG` as `target=level` pairs (`callinfo=debug,warn`): what EnvFilter reads,
+    // without the regex engine its span filters need.
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse::<Targets>().ok())
+        .unwrap_or_else(|| default.parse().expect("the default filter parses"));
+    let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
+    let registry = tracing_subscriber::registry().with(filter);
     match format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => registry.with(logs).init(),
+        LogFormat::Json => registry.with(logs.json()).init(),
     }
 }

@@ -1,8 +1,8 @@
 //! Finding the four key columns in an input's schema, and reading each row's key.
 
-use arrow::datatypes::{DataType, Schema};
-use arrow::record_batch::RecordBatch;
-use arrow::util::display::{ArrayFormatter, FormatOptions};
+use arrow_array::RecordBatch;
+use arrow_cast::display::{ArrayFormatter, FormatOptions};
+use arrow_schema::{DataType, Schema};
 
 use super::InputError;
 use crate::key::{CallKey, RowKey};

@@ -7,8 +7,8 @@ mod parquet;
 
 use std::path::{Path, PathBuf};
 
-use arrow::datatypes::SchemaRef;
-use arrow::record_batch::RecordBatch;
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
 
 pub use keys::{FieldSpec, KeyColumns, KeySpec};
 

@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int64Builder, StringBuilder};
-use arrow::datatypes::{DataType, Field};
+use arrow_array::builder::{Int64Builder, StringBuilder};
+use arrow_array::ArrayRef;
+use arrow_schema::{DataType, Field};
 
 use crate::outcome::{Fields, Outcome};
 

@@ -1,8 +1,9 @@
 //! Enriched rows as CSV: the input columns as read, then the added columns.
 
-use arrow::array::{Array, AsArray};
-use arrow::datatypes::{DataType, SchemaRef};
-use arrow::util::display::{ArrayFormatter, FormatOptions};
+use arrow_array::cast::AsArray;
+use arrow_array::Array;
+use arrow_cast::display::{ArrayFormatter, FormatOptions};
+use arrow_schema::{DataType, SchemaRef};
 
 use super::columns::{Selection, Value};
 use super::{Done, Layout, OutputError, Sink};
@@ -33,7 +34,7 @@ impl CsvRows {
         // A column Arrow cannot print is found now, before any lookup is paid for.
         let options = FormatOptions::default();
         for field in schema.fields() {
-            let empty = arrow::array::new_empty_array(field.data_type());
+            let empty = arrow_array::new_empty_array(field.data_type());
             let checked = ArrayFormatter::try_new(empty.as_ref(), &options).map(|_| ());
             if let Err(e) = checked {
                 return Err(OutputError::Io {
@@ -125,6 +126,6 @@ fn write_int(w: &mut csv::Writer<Sink>, buf: &mut itoa::Buffer, v: Option<i64>) 
 }
 
 enum Cell<'a> {
-    Text(&'a arrow::array::StringArray),
+    Text(&'a arrow_array::StringArray),
     Formatted(ArrayFormatter<'a>),
 }

@@ -4,9 +4,9 @@
 use std::fs::File;
 use std::sync::Arc;
 
-use arrow::array::{Float64Array, StringArray};
-use arrow::datatypes::{DataType, Field, Schema};
-use arrow::record_batch::RecordBatch;
+use arrow_array::RecordBatch;
+use arrow_array::{Float64Array, StringArray};
+use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
 
 use crate::csv_io::expected_cells;

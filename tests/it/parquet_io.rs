@@ -5,9 +5,10 @@ use std::fs::File;
 use std::process::Command;
 use std::sync::Arc;
 
-use arrow::array::*;
-use arrow::datatypes::{DataType, Field, Int32Type, Schema, TimeUnit};
-use arrow::record_batch::RecordBatch;
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int32Type, Int64Type};
+use arrow_array::*;
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 
@@ -81,7 +82,7 @@ fn read_parquet(path: &std::path::Path) -> RecordBatch {
         .build()
         .unwrap();
     let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
-    arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap()
+    arrow_select::concat::concat_batches(&batches[0].schema(), &batches).unwrap()
 }
 
 #[test]
@@ -127,7 +128,7 @@ fn parquet_to_parquet_keeps_types_and_values() {
 
     // Integer call IDs went out as their decimal digits: the answers match those strings.
     let caller = out.column(8).as_string::<i32>();
-    let skill_id = out.column(12).as_primitive::<arrow::datatypes::Int64Type>();
+    let skill_id = out.column(12).as_primitive::<Int64Type>();
     for row in [0, 1, 500, N - 1] {
         let want = expected_cells(&(1652317325000 + row as i64).to_string());
         assert_eq!(caller.value(row), want[0]);
