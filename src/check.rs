@@ -89,12 +89,12 @@ pub async fn run(args: CheckArgs) -> Result<Status, Error> {
         Err(e @ AuthError::Quota(_)) => return fail(e.to_string()),
     };
 
-    let key = CallKey {
-        call_id: call_id.as_deref().unwrap_or("callinfo-check").into(),
-        user_id: or_placeholder(&user_id),
-        tenant_id: or_placeholder(&tenant_id),
-        agent_id: or_placeholder(&agent_id),
-    };
+    let key = CallKey::new(
+        call_id.as_deref().unwrap_or("callinfo-check").into(),
+        or_placeholder(&user_id),
+        or_placeholder(&tenant_id),
+        or_placeholder(&agent_id),
+    );
     let client = Client::new(http, &api.base_url, api.app_key.clone());
     let attempt = client.attempt(&key, &token).await;
     let status = attempt

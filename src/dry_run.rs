@@ -4,11 +4,10 @@
 //! takes no lock and writes nothing.
 
 use std::collections::HashSet;
-use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 
 use crate::config::Job;
 use crate::input::{KeySpec, Reader};
-use crate::key::{CallKey, RowKey};
+use crate::key::{KeyId, RowKey};
 use crate::output::{check_columns, Destination, Layout, Writer};
 use crate::plan::Item;
 use crate::store::{Environment, Peek, Role, StoreError};
@@ -141,10 +140,7 @@ fn count_one(
     cache: &Option<Peek>,
     plan: &mut Plan,
 ) -> Result<(), Error> {
-    // Distinct keys as 64-bit hashes: 8 bytes a key, where the keys themselves would take
-    // a hundred (a collision between two of a billion keys is about one in 40).
-    let hasher = BuildHasherDefault::<DefaultHasher>::default();
-    let mut fresh: Vec<CallKey> = Vec::with_capacity(CHUNK);
+    let mut fresh: Vec<KeyId> = Vec::with_capacity(CHUNK);
     while *left > 0 {
         let Some(batch) = reader.next_batch() else {
             break;
@@ -157,9 +153,12 @@ fn count_one(
             match key {
                 RowKey::Invalid { .. } => plan.invalid += 1,
                 RowKey::Valid(k) => {
-                    if seen.insert(hasher.hash_one(&k)) {
+                    // 64 of the digest's bits: 8 bytes a key, where the keys themselves
+                    // would take a hundred (a collision between two of a billion keys is
+                    // about one in 40).
+                    if seen.insert(k.id.halves().0 as u64) {
                         plan.distinct += 1;
-                        fresh.push(k);
+                        fresh.push(k.id);
                     }
                 }
             }
@@ -174,12 +173,12 @@ fn count_one(
 
 /// How many of `keys` the journal, then the cache, would answer.
 fn ask(
-    keys: &mut Vec<CallKey>,
+    keys: &mut Vec<KeyId>,
     journal: &Option<Peek>,
     cache: &Option<Peek>,
     plan: &mut Plan,
 ) -> Result<(), StoreError> {
-    let mut misses: Vec<&CallKey> = keys.iter().collect();
+    let mut misses: Vec<KeyId> = keys.clone();
     for (store, counter) in [
         (journal, &mut plan.from_journal),
         (cache, &mut plan.from_cache),

@@ -1,13 +1,84 @@
 //! The lookup key of a row: the four strings `queryCallInfoByCallId` needs.
 
 /// One call to look up. Rows with the same key get the same outcome.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CallKey {
     pub call_id: Box<str>,
     pub user_id: Box<str>,
     pub tenant_id: Box<str>,
     pub agent_id: Box<str>,
+    /// The four strings' digest: how the engine and the stores know the key.
+    pub id: KeyId,
 }
+
+impl CallKey {
+    pub fn new(
+        call_id: Box<str>,
+        user_id: Box<str>,
+        tenant_id: Box<str>,
+        agent_id: Box<str>,
+    ) -> CallKey {
+        let id = KeyId::of([&*call_id, &*user_id, &*tenant_id, &*agent_id]);
+        CallKey {
+            call_id,
+            user_id,
+            tenant_id,
+            agent_id,
+            id,
+        }
+    }
+}
+
+/// A key's identity: the first 128 bits of the SHA-256 of its four strings (each with its
+/// length in front, so that no two keys run together). Distinct keys never share one in
+/// practice (2^-128 a pair), so maps and stores hold these 16 bytes, not the strings: no
+/// key is cloned on its way through the engine, and the journal's rows are small.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyId(pub u128);
+
+impl KeyId {
+    pub fn of(parts: [&str; 4]) -> KeyId {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        for part in parts {
+            ctx.update(&(part.len() as u64).to_le_bytes());
+            ctx.update(part.as_bytes());
+        }
+        let digest = ctx.finish();
+        let mut first = [0u8; 16];
+        first.copy_from_slice(&digest.as_ref()[..16]);
+        KeyId(u128::from_be_bytes(first))
+    }
+
+    /// The two halves as SQLite integers: the row's key, and its check.
+    pub fn halves(self) -> (i64, i64) {
+        ((self.0 >> 64) as u64 as i64, self.0 as u64 as i64)
+    }
+}
+
+/// Maps keyed by [`KeyId`] need no hashing of their own: the bits are a digest already.
+#[derive(Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only reached for a u128 written as bytes; fold them in.
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 ^= u64::from_le_bytes(b);
+        }
+    }
+
+    fn write_u128(&mut self, v: u128) {
+        self.0 = v as u64;
+    }
+}
+
+pub type IdMap<V> = std::collections::HashMap<KeyId, V, std::hash::BuildHasherDefault<IdHasher>>;
 
 /// What the reader found in a row: a key to look up, or why the row cannot be looked up
 /// (it becomes an `invalid_input` line in the report without costing a request).

@@ -89,6 +89,145 @@ pub struct Fields {
     pub call_type: Option<i64>,
 }
 
+impl Fields {
+    /// The stores' compact form: a byte saying which fields are present, then each present
+    /// one in order: numbers as zigzag varints, text as a varint header (length, and
+    /// whether it is all digits) then its bytes, digits packed two to a byte. Phone numbers
+    /// come back exactly as sent, leading zeros and all.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let texts = [
+            &self.caller,
+            &self.called,
+            &self.call_data,
+            &self.call_skill,
+        ];
+        let numbers = [self.media_ability, self.call_skill_id, self.call_type];
+        let mut present = 0u8;
+        for (i, t) in texts.iter().enumerate() {
+            present |= u8::from(t.is_some()) << i;
+        }
+        for (i, n) in numbers.iter().enumerate() {
+            present |= u8::from(n.is_some()) << (4 + i);
+        }
+        out.push(present);
+        let text = |out: &mut Vec<u8>, t: &Option<String>| {
+            if let Some(t) = t {
+                encode_text(out, t);
+            }
+        };
+        let number = |out: &mut Vec<u8>, n: Option<i64>| {
+            if let Some(n) = n {
+                varint(out, ((n << 1) ^ (n >> 63)) as u64);
+            }
+        };
+        text(out, &self.caller);
+        text(out, &self.called);
+        number(out, self.media_ability);
+        text(out, &self.call_data);
+        number(out, self.call_skill_id);
+        text(out, &self.call_skill);
+        number(out, self.call_type);
+    }
+
+    /// `None` for bytes that [`Fields::encode`] did not write.
+    pub fn decode(mut bytes: &[u8]) -> Option<Fields> {
+        let present = *bytes.first()?;
+        bytes = &bytes[1..];
+        let has = |bit: u8| present & (1 << bit) != 0;
+        let text = |bit: u8, bytes: &mut &[u8]| -> Option<Option<String>> {
+            if has(bit) {
+                decode_text(bytes).map(Some)
+            } else {
+                Some(None)
+            }
+        };
+        let caller = text(0, &mut bytes)?;
+        let called = text(1, &mut bytes)?;
+        let number = |bit: u8, bytes: &mut &[u8]| -> Option<Option<i64>> {
+            if has(bit) {
+                let z = read_varint(bytes)?;
+                Some(Some(((z >> 1) as i64) ^ -((z & 1) as i64)))
+            } else {
+                Some(None)
+            }
+        };
+        let media_ability = number(4, &mut bytes)?;
+        let call_data = text(2, &mut bytes)?;
+        let call_skill_id = number(5, &mut bytes)?;
+        let call_skill = text(3, &mut bytes)?;
+        let call_type = number(6, &mut bytes)?;
+        bytes.is_empty().then_some(Fields {
+            caller,
+            called,
+            media_ability,
+            call_data,
+            call_skill_id,
+            call_skill,
+            call_type,
+        })
+    }
+}
+
+fn varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn read_varint(bytes: &mut &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&b, rest) = bytes.split_first()?;
+        *bytes = rest;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+fn encode_text(out: &mut Vec<u8>, t: &str) {
+    let digits = !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    varint(out, (t.len() as u64) << 1 | u64::from(digits));
+    if !digits {
+        out.extend_from_slice(t.as_bytes());
+        return;
+    }
+    for pair in t.as_bytes().chunks(2) {
+        let hi = pair[0] - b'0';
+        let lo = pair.get(1).map_or(0, |b| b - b'0');
+        out.push(hi << 4 | lo);
+    }
+}
+
+fn decode_text(bytes: &mut &[u8]) -> Option<String> {
+    let header = read_varint(bytes)?;
+    let len = usize::try_from(header >> 1).ok()?;
+    if header & 1 == 0 {
+        let (text, rest) = (bytes.get(..len)?, bytes.get(len..)?);
+        *bytes = rest;
+        return String::from_utf8(text.to_vec()).ok();
+    }
+    let packed = len.div_ceil(2);
+    let (pairs, rest) = (bytes.get(..packed)?, bytes.get(packed..)?);
+    *bytes = rest;
+    let mut t = String::with_capacity(len);
+    for &b in pairs {
+        for d in [b >> 4, b & 0x0f] {
+            if t.len() < len {
+                if d > 9 {
+                    return None;
+                }
+                t.push(char::from(b'0' + d));
+            }
+        }
+    }
+    Some(t)
+}
+
 /// Why a row has no enrichment: one line of the error report.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Failure {
@@ -134,5 +273,45 @@ impl Outcome {
             Outcome::Ok(_) => None,
             Outcome::Failed(f) => Some(f),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text() -> impl proptest::strategy::Strategy<Value = Option<String>> {
+        proptest::option::of(proptest::string::string_regex("(|[0-9]{0,30}|.{0,40})").unwrap())
+    }
+
+    proptest::proptest! {
+        /// Whatever the fields (digits, leading zeros, empty text, any number), the stores
+        /// give back exactly what they were given.
+        #[test]
+        fn fields_round_trip(
+            caller in text(), called in text(), call_data in text(), call_skill in text(),
+            media_ability in proptest::option::of(proptest::num::i64::ANY),
+            call_skill_id in proptest::option::of(proptest::num::i64::ANY),
+            call_type in proptest::option::of(proptest::num::i64::ANY),
+        ) {
+            let f = Fields { caller, called, media_ability, call_data, call_skill_id, call_skill, call_type };
+            let mut blob = Vec::new();
+            f.encode(&mut blob);
+            proptest::prop_assert_eq!(Fields::decode(&blob), Some(f));
+        }
+    }
+
+    #[test]
+    fn digits_are_packed_and_kept_exactly() {
+        let f = Fields {
+            caller: Some("0012359421049".into()),
+            called: Some("7".into()),
+            ..Fields::default()
+        };
+        let mut blob = Vec::new();
+        f.encode(&mut blob);
+        assert_eq!(blob.len(), 1 + (1 + 7) + (1 + 1));
+        assert_eq!(Fields::decode(&blob), Some(f));
+        assert_eq!(Fields::decode(&[0xff]), None, "a truncated blob is refused");
     }
 }

@@ -1,6 +1,10 @@
 //! Outcomes kept on disk, keyed by call key: the run's journal (every outcome the run used,
 //! so a rerun redoes nothing) and the optional cache shared across runs (`--cache`). Both are
 //! SQLite databases with one table, which an operator can open with the sqlite3 shell.
+//! A row is keyed by the key's 128-bit digest ([`KeyId`]: the high half is the rowid, the
+//! low half checked on every read, so a collision of the rowids is a miss, never a wrong
+//! answer), and the answer's fields are one compact blob ([`Fields::encode`]): about half
+//! the bytes of a row of the four key strings and seven columns.
 //!
 //! One owner per file: writes go through one thread behind a bounded channel, which commits
 //! whatever has arrived (group commit: what arrives during one commit goes in the next, so
@@ -10,7 +14,6 @@
 //! Reads are blocking SQLite calls: callers run them off the async thread. A write that fails
 //! is not retried: the store says so through [`Store::failed`], and the engine stops the run.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,14 +24,15 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::key::CallKey;
+use crate::key::{IdMap, KeyId};
 use crate::outcome::{Failure, Fields, LookupKind, Outcome};
 
 /// `PRAGMA application_id`: marks the file as callinfo's ("CALL").
 const APPLICATION_ID: i32 = 0x4341_4c4c;
 /// `PRAGMA user_version`: bumped whenever the table's meaning changes. A file of another
-/// version is refused, never misread. 2 added `stored_at`; a format-1 file is migrated.
-pub const FORMAT_VERSION: i32 = 2;
+/// version is refused, never misread. 2 added `stored_at`; 3 keys rows by the key's
+/// digest and packs the fields. Files of formats 1 and 2 are migrated.
+pub const FORMAT_VERSION: i32 = 3;
 /// How often committed outcomes are made durable (fsync via a WAL checkpoint).
 const DURABLE_EVERY: Duration = Duration::from_secs(1);
 /// Records committed in one transaction at most.
@@ -91,7 +95,7 @@ impl Environment {
 }
 
 /// One finished lookup on its way to the writer thread.
-type Record = (CallKey, Arc<Outcome>);
+type Record = (KeyId, Arc<Outcome>);
 
 enum Msg {
     Put(Record),
@@ -136,6 +140,65 @@ impl Ttl {
     }
 }
 
+/// The table, format 3. `status` and `stored_at` stay plain columns, for `cache stats`,
+/// `cache prune` and whoever opens the file with sqlite3.
+const CREATE_OUTCOMES: &str = "CREATE TABLE IF NOT EXISTS outcomes (
+    key INTEGER PRIMARY KEY, key_low INTEGER NOT NULL,
+    status TEXT NOT NULL, answer BLOB,
+    http_status INTEGER, attempts INTEGER NOT NULL, message TEXT,
+    run INTEGER NOT NULL, stored_at INTEGER NOT NULL
+)";
+
+/// Formats 1 and 2 kept the four key strings and one column per field: rewrite every row
+/// into format 3, in one transaction.
+fn migrate_to_v3(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch("BEGIN IMMEDIATE; ALTER TABLE outcomes RENAME TO outcomes_v2;")?;
+    conn.execute_batch(CREATE_OUTCOMES)?;
+    {
+        let mut read = conn.prepare(
+            "SELECT call_id, user_id, tenant_id, agent_id, status, caller, called,
+                    media_ability, call_data, call_skill_id, call_skill, call_type,
+                    http_status, attempts, message, run, stored_at FROM outcomes_v2",
+        )?;
+        let mut insert = conn.prepare(
+            "INSERT OR REPLACE INTO outcomes VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        let mut rows = read.query([])?;
+        while let Some(r) = rows.next()? {
+            let parts: [String; 4] = [r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?];
+            let id = KeyId::of([&parts[0], &parts[1], &parts[2], &parts[3]]);
+            let (key, low) = id.halves();
+            let status: String = r.get(4)?;
+            let answer = (status == "ok").then(|| {
+                let mut blob = Vec::new();
+                Fields {
+                    caller: r.get(5).ok().flatten(),
+                    called: r.get(6).ok().flatten(),
+                    media_ability: r.get(7).ok().flatten(),
+                    call_data: r.get(8).ok().flatten(),
+                    call_skill_id: r.get(9).ok().flatten(),
+                    call_skill: r.get(10).ok().flatten(),
+                    call_type: r.get(11).ok().flatten(),
+                }
+                .encode(&mut blob);
+                blob
+            });
+            insert.execute(params![
+                key,
+                low,
+                status,
+                answer,
+                r.get::<_, Option<i64>>(12)?,
+                r.get::<_, i64>(13)?,
+                r.get::<_, Option<String>>(14)?,
+                r.get::<_, i64>(15)?,
+                r.get::<_, i64>(16)?,
+            ])?;
+        }
+    }
+    conn.execute_batch("DROP TABLE outcomes_v2; COMMIT; VACUUM;")
+}
+
 /// Unix time in milliseconds: when an outcome is stored.
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -175,7 +238,7 @@ pub enum Found {
     Earlier,
 }
 
-type Pending = Arc<Mutex<HashMap<CallKey, Arc<Outcome>>>>;
+type Pending = Arc<Mutex<IdMap<Arc<Outcome>>>>;
 /// What a store knows of a key: the outcome, and whether this run recorded it.
 pub type Hit = Option<(Arc<Outcome>, Found)>;
 
@@ -248,22 +311,17 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(&err)?;
         conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS outcomes (
-                call_id TEXT NOT NULL, user_id TEXT NOT NULL,
-                tenant_id TEXT NOT NULL, agent_id TEXT NOT NULL,
-                status TEXT NOT NULL,
-                caller TEXT, called TEXT, media_ability INTEGER, call_data TEXT,
-                call_skill_id INTEGER, call_skill TEXT, call_type INTEGER,
-                http_status INTEGER, attempts INTEGER NOT NULL, message TEXT,
-                run INTEGER NOT NULL, stored_at INTEGER NOT NULL,
-                PRIMARY KEY (call_id, user_id, tenant_id, agent_id)
-             ) WITHOUT ROWID;
-             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+            "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
              CREATE TABLE IF NOT EXISTS environment (key TEXT PRIMARY KEY, value TEXT NOT NULL);
              INSERT OR IGNORE INTO meta VALUES ('runs', 0);
              UPDATE meta SET value = value + 1 WHERE key = 'runs';",
         )
         .map_err(&err)?;
+        if (1..=2).contains(&version) {
+            migrate_to_v3(&conn).map_err(&err)?;
+        } else {
+            conn.execute_batch(CREATE_OUTCOMES).map_err(&err)?;
+        }
         check_environment(&conn, env, role, &name, true)?;
         conn.pragma_update(None, "application_id", APPLICATION_ID)
             .map_err(&err)?;
@@ -353,16 +411,13 @@ impl Store {
     }
 
     /// An outcome put by this run and not yet committed. In memory: cheap on any thread.
-    pub fn pending(&self, key: &CallKey) -> Option<Arc<Outcome>> {
-        self.pending.lock().unwrap().get(key).cloned()
+    pub fn pending(&self, key: KeyId) -> Option<Arc<Outcome>> {
+        self.pending.lock().unwrap().get(&key).cloned()
     }
 
     /// The outcomes this store has for `keys` and would have us reuse. Blocking (SQLite
     /// reads): run it off the async thread.
-    pub fn get_many<'k>(
-        &self,
-        keys: impl IntoIterator<Item = &'k CallKey>,
-    ) -> Result<Vec<Hit>, StoreError> {
+    pub fn get_many(&self, keys: impl IntoIterator<Item = KeyId>) -> Result<Vec<Hit>, StoreError> {
         let conn = self.reader.lock().unwrap();
         let mut found = Vec::new();
         let (ttl, now) = (self.ttl(), now_ms());
@@ -387,16 +442,13 @@ impl Store {
     }
 
     /// Record an outcome for this run. Waits only when the writer is far behind.
-    pub async fn put(&self, key: &CallKey, outcome: &Arc<Outcome>) {
+    pub async fn put(&self, key: KeyId, outcome: &Arc<Outcome>) {
         if !self.role.keeps(outcome) {
             return;
         }
-        self.pending
-            .lock()
-            .unwrap()
-            .insert(key.clone(), outcome.clone());
+        self.pending.lock().unwrap().insert(key, outcome.clone());
         // A send fails only once the writer has ended; `failed` has fired if it failed.
-        let _ = self.tx.send(Msg::Put((key.clone(), outcome.clone()))).await;
+        let _ = self.tx.send(Msg::Put((key, outcome.clone()))).await;
     }
 
     /// Commit everything put so far, make it durable, and end both threads. Blocking.
@@ -463,10 +515,7 @@ impl Peek {
     }
 
     /// For each key, whether a run would reuse the store's outcome instead of looking it up.
-    pub fn reusable<'k>(
-        &self,
-        keys: impl IntoIterator<Item = &'k CallKey>,
-    ) -> Result<Vec<bool>, StoreError> {
+    pub fn reusable(&self, keys: impl IntoIterator<Item = KeyId>) -> Result<Vec<bool>, StoreError> {
         let mut found = Vec::new();
         let ttl = match self.role {
             Role::Cache(ttl) => Some(ttl),
@@ -483,38 +532,36 @@ impl Peek {
 
 /// The outcome SELECT for each key. `each` is first called with `None`, and returns `Some`
 /// when it answered the key from memory; otherwise it is called again with the row read.
-fn select<'k>(
+fn select(
     conn: &Connection,
     path: &Path,
-    keys: impl IntoIterator<Item = &'k CallKey>,
-    mut each: impl FnMut(&CallKey, Option<Option<Stored>>) -> Option<()>,
+    keys: impl IntoIterator<Item = KeyId>,
+    mut each: impl FnMut(KeyId, Option<Option<Stored>>) -> Option<()>,
 ) -> Result<(), StoreError> {
     let name = path.display().to_string();
     let err = sqlite_error(&name);
     let mut stmt = conn
         .prepare_cached(
-            "SELECT status, caller, called, media_ability, call_data, call_skill_id,
-                    call_skill, call_type, http_status, attempts, message, run, stored_at
-             FROM outcomes
-             WHERE call_id = ?1 AND user_id = ?2 AND tenant_id = ?3 AND agent_id = ?4",
+            "SELECT key_low, status, answer, http_status, attempts, message, run, stored_at
+             FROM outcomes WHERE key = ?1",
         )
         .map_err(&err)?;
     for key in keys {
         if each(key, None).is_some() {
             continue;
         }
+        let (high, low) = key.halves();
         let row = stmt
-            .query_row(
-                params![
-                    &*key.call_id,
-                    &*key.user_id,
-                    &*key.tenant_id,
-                    &*key.agent_id
-                ],
-                read_outcome,
-            )
+            .query_row([high], |r| {
+                // Another key with the same high half: not this key's answer.
+                if r.get::<_, i64>(0)? != low {
+                    return Ok(None);
+                }
+                read_outcome(r).map(Some)
+            })
             .optional()
-            .map_err(&err)?;
+            .map_err(&err)?
+            .flatten();
         each(key, Some(row));
     }
     Ok(())
@@ -686,12 +733,12 @@ fn write_loop(
         let tx = conn.transaction()?;
         {
             let mut insert = tx.prepare_cached(
-                "INSERT OR REPLACE INTO outcomes VALUES
-                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                "INSERT OR REPLACE INTO outcomes VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
             let now = now_ms();
+            let mut blob = Vec::with_capacity(128);
             for (key, outcome) in &batch {
-                write_outcome(&mut insert, key, outcome, run, now)?;
+                write_outcome(&mut insert, &mut blob, *key, outcome, run, now)?;
             }
         }
         tx.commit()?;
@@ -729,27 +776,24 @@ fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<()> {
 
 fn write_outcome(
     insert: &mut rusqlite::CachedStatement<'_>,
-    key: &CallKey,
+    blob: &mut Vec<u8>,
+    key: KeyId,
     outcome: &Outcome,
     run: i64,
     stored_ms: i64,
 ) -> rusqlite::Result<usize> {
-    let none = Fields::default();
-    let f = outcome.fields().unwrap_or(&none);
+    let (high, low) = key.halves();
     let failure = outcome.failure();
+    blob.clear();
+    let answer = outcome.fields().map(|f| {
+        f.encode(blob);
+        &blob[..]
+    });
     insert.execute(params![
-        &*key.call_id,
-        &*key.user_id,
-        &*key.tenant_id,
-        &*key.agent_id,
+        high,
+        low,
         outcome.status(),
-        f.caller,
-        f.called,
-        f.media_ability,
-        f.call_data,
-        f.call_skill_id,
-        f.call_skill,
-        f.call_type,
+        answer,
         failure.and_then(|f| f.http_status),
         failure.map_or(0, |f| f.attempts),
         failure.map(|f| f.message.as_str()),
@@ -758,33 +802,25 @@ fn write_outcome(
     ])
 }
 
+/// A row from `key_low` on: `status, answer, http_status, attempts, message, run, stored_at`.
 fn read_outcome(row: &rusqlite::Row<'_>) -> rusqlite::Result<Stored> {
-    let status: String = row.get(0)?;
-    let run: i64 = row.get(11)?;
-    let stored_ms: i64 = row.get(12)?;
+    let bad = |what: String| {
+        rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, what.into())
+    };
+    let status: String = row.get(1)?;
+    let run: i64 = row.get(6)?;
+    let stored_ms: i64 = row.get(7)?;
     let outcome = if status == "ok" {
-        Outcome::Ok(Fields {
-            caller: row.get(1)?,
-            called: row.get(2)?,
-            media_ability: row.get(3)?,
-            call_data: row.get(4)?,
-            call_skill_id: row.get(5)?,
-            call_skill: row.get(6)?,
-            call_type: row.get(7)?,
-        })
+        let blob: Vec<u8> = row.get::<_, Option<Vec<u8>>>(2)?.unwrap_or_default();
+        Outcome::Ok(Fields::decode(&blob).ok_or_else(|| bad("an unreadable answer".into()))?)
     } else {
-        let kind = LookupKind::parse(&status).ok_or_else(|| {
-            rusqlite::Error::FromSqlConversionFailure(
-                0,
-                rusqlite::types::Type::Text,
-                format!("unknown status {status:?}").into(),
-            )
-        })?;
+        let kind =
+            LookupKind::parse(&status).ok_or_else(|| bad(format!("unknown status {status:?}")))?;
         Outcome::Failed(Failure {
             kind,
-            http_status: row.get(8)?,
-            attempts: row.get(9)?,
-            message: row.get::<_, Option<String>>(10)?.unwrap_or_default(),
+            http_status: row.get(3)?,
+            attempts: row.get(4)?,
+            message: row.get::<_, Option<String>>(5)?.unwrap_or_default(),
         })
     };
     Ok(Stored {

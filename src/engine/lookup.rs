@@ -39,7 +39,7 @@ impl Lookups {
         job.attempts += 1;
         Stats::bump(&self.stats.requests);
         let sent = tokio::time::Instant::now();
-        let attempt = self.client.attempt(&job.key, token).await;
+        let attempt = self.client.attempt(job.key(), token).await;
         self.stats.latency.record(sent.elapsed());
         match attempt.status {
             Some(429) => {}
@@ -93,7 +93,7 @@ impl Lookups {
         job.retries += 1;
         Stats::bump(&self.stats.retries);
         let delay = self.backoff.delay(job.retries, attempt.retry_after);
-        tracing::debug!(call_id = %job.key.call_id, retries = job.retries, ?delay, %kind, %message, "retrying");
+        tracing::debug!(call_id = %job.key().call_id, retries = job.retries, ?delay, %kind, %message, "retrying");
         Step::After(delay)
     }
 }

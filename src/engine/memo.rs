@@ -6,13 +6,12 @@
 //! The stores are read once per batch, on a blocking thread. A key in flight when the batch
 //! was read may finish and be committed before its row is reached: such rows are read again.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::queue::{Cell, Job, Queue};
 use super::{EngineError, Slot};
 use crate::engine::Stats;
-use crate::key::{CallKey, RowKey};
+use crate::key::{CallKey, IdMap, KeyId, RowKey};
 use crate::outcome::Outcome;
 use crate::redis::RedisCache;
 use crate::store::{blocking, Found, Store, StoreError};
@@ -21,7 +20,7 @@ pub struct Memo {
     pub journal: Arc<Store>,
     pub cache: Option<Cache>,
     /// Keys being looked up, and where their outcome will land.
-    inflight: Mutex<HashMap<CallKey, Arc<Cell>>>,
+    inflight: Mutex<IdMap<Arc<Cell>>>,
 }
 
 /// `--cache`: a SQLite file, or Redis shared across machines.
@@ -83,7 +82,7 @@ impl Memo {
         let ask: Vec<usize> = {
             let inflight = self.inflight.lock().unwrap();
             (0..keys.len())
-                .filter(|&i| matches!(&keys[i], RowKey::Valid(k) if !inflight.contains_key(k)))
+                .filter(|&i| matches!(&keys[i], RowKey::Valid(k) if !inflight.contains_key(&k.id)))
                 .collect()
         };
         let mut known = self.read(keys.clone(), ask).await?.into_iter().peekable();
@@ -91,7 +90,7 @@ impl Memo {
         let mut slots = Vec::with_capacity(keys.len());
         // Keys this batch already resolved: a later row with one shares that, even once the
         // lookup or the journal's copy was committed after the stores were read.
-        let mut resolved: HashMap<&CallKey, Slot> = HashMap::new();
+        let mut resolved: IdMap<Slot> = IdMap::default();
         for (i, row) in keys.iter().enumerate() {
             let from_stores = match known.peek() {
                 Some((at, _)) if *at == i => known.next().map(|(_, k)| k),
@@ -106,17 +105,17 @@ impl Memo {
                 }
                 RowKey::Valid(key) => key,
             };
-            if let Some(slot) = resolved.get(key) {
+            if let Some(slot) = resolved.get(&key.id) {
                 Stats::bump(&stats.deduplicated);
                 slots.push(slot.clone());
                 continue;
             }
-            if let Some(cell) = self.inflight.lock().unwrap().get(key) {
+            if let Some(cell) = self.inflight.lock().unwrap().get(&key.id) {
                 Stats::bump(&stats.deduplicated);
                 slots.push(Slot::Waiting(cell.clone()));
                 continue;
             }
-            if let Some(outcome) = self.journal.pending(key) {
+            if let Some(outcome) = self.journal.pending(key.id) {
                 Stats::bump(&stats.deduplicated);
                 slots.push(Slot::Ready(outcome));
                 continue;
@@ -124,7 +123,7 @@ impl Memo {
             // In flight when the batch was read, finished and committed since.
             let known = match from_stores {
                 Some(k) => k,
-                None => self.read_one(key.clone()).await?,
+                None => self.read_one(key.id).await?,
             };
             let outcome = match known {
                 Known::ThisRun(outcome) => {
@@ -135,27 +134,24 @@ impl Memo {
                 // duplicates and a rerun answers them from the journal alone.
                 Known::Journal(outcome) => {
                     Stats::bump(&stats.from_journal);
-                    self.journal.put(key, &outcome).await;
+                    self.journal.put(key.id, &outcome).await;
                     outcome
                 }
                 Known::Cache(outcome) => {
                     Stats::bump(&stats.from_cache);
-                    self.journal.put(key, &outcome).await;
+                    self.journal.put(key.id, &outcome).await;
                     outcome
                 }
                 Known::Unknown => {
                     let cell = Arc::new(Cell::default());
-                    self.inflight
-                        .lock()
-                        .unwrap()
-                        .insert(key.clone(), cell.clone());
-                    queue.push_fresh(Job::new(key.clone(), cell.clone()));
-                    resolved.insert(key, Slot::Waiting(cell.clone()));
+                    self.inflight.lock().unwrap().insert(key.id, cell.clone());
+                    queue.push_fresh(Job::new(keys.clone(), i, cell.clone()));
+                    resolved.insert(key.id, Slot::Waiting(cell.clone()));
                     slots.push(Slot::Waiting(cell));
                     continue;
                 }
             };
-            resolved.insert(key, Slot::Ready(outcome.clone()));
+            resolved.insert(key.id, Slot::Ready(outcome.clone()));
             slots.push(Slot::Ready(outcome));
         }
         Ok(slots)
@@ -163,14 +159,14 @@ impl Memo {
 
     /// A lookup finished: keep it, then let later rows find it in the journal, not in flight.
     pub(super) async fn record(&self, key: &CallKey, cell: &Cell, outcome: Arc<Outcome>) {
-        self.journal.put(key, &outcome).await;
+        self.journal.put(key.id, &outcome).await;
         match &self.cache {
-            Some(Cache::File(store)) => store.put(key, &outcome).await,
+            Some(Cache::File(store)) => store.put(key.id, &outcome).await,
             Some(Cache::Redis(cache)) => cache.record(key, &outcome).await,
             None => {}
         }
         cell.set(outcome);
-        self.inflight.lock().unwrap().remove(key);
+        self.inflight.lock().unwrap().remove(&key.id);
     }
 
     /// What the journal, then the cache, know of the rows `ask` of `keys`.
@@ -194,7 +190,7 @@ impl Memo {
             let mut misses = Vec::new();
             for (&i, hit) in ask
                 .iter()
-                .zip(journal.get_many(ask.iter().map(|&i| valid(&keys[i])))?)
+                .zip(journal.get_many(ask.iter().map(|&i| valid(&keys[i]).id))?)
             {
                 known.push((
                     i,
@@ -209,7 +205,7 @@ impl Memo {
                 ));
             }
             if let Some(cache) = &file_cache {
-                let hits = cache.get_many(misses.iter().map(|&m| valid(&keys[known[m].0])))?;
+                let hits = cache.get_many(misses.iter().map(|&m| valid(&keys[known[m].0]).id))?;
                 let mut left = Vec::new();
                 for (&m, hit) in misses.iter().zip(hits) {
                     match hit {
@@ -233,10 +229,10 @@ impl Memo {
         Ok(known)
     }
 
-    async fn read_one(&self, key: CallKey) -> Result<Known, StoreError> {
+    async fn read_one(&self, key: KeyId) -> Result<Known, StoreError> {
         let journal = self.journal.clone();
         blocking(move || {
-            Ok(match journal.get_many([&key])?.pop().flatten() {
+            Ok(match journal.get_many([key])?.pop().flatten() {
                 Some((o, _)) => Known::ThisRun(o),
                 None => Known::Unknown,
             })

@@ -163,7 +163,7 @@ impl Shared {
             self.fatal.set(e);
         }
         self.memo
-            .record(&job.key, &job.cell, Arc::new(outcome))
+            .record(job.key(), &job.cell, Arc::new(outcome))
             .await;
     }
 }

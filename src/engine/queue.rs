@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::Notify;
 
-use crate::key::CallKey;
+use crate::key::{CallKey, RowKey};
 use crate::outcome::Outcome;
 
 /// Where the outcome of one lookup lands; every row with that key reads it from here.
@@ -28,9 +28,11 @@ impl Cell {
     }
 }
 
-/// One key to look up, and how its lookup has gone so far.
+/// One key to look up, and how its lookup has gone so far. The key stays in its batch's
+/// keys, shared: a job holds the batch's `Arc` and the row's index, not a copy.
 pub struct Job {
-    pub key: CallKey,
+    keys: Arc<[RowKey]>,
+    at: usize,
     pub cell: Arc<Cell>,
     pub attempts: u32,
     pub retries: u32,
@@ -39,13 +41,23 @@ pub struct Job {
 }
 
 impl Job {
-    pub fn new(key: CallKey, cell: Arc<Cell>) -> Job {
+    /// The job for row `at` of `keys`, which must be a valid key.
+    pub fn new(keys: Arc<[RowKey]>, at: usize, cell: Arc<Cell>) -> Job {
+        debug_assert!(matches!(keys[at], RowKey::Valid(_)));
         Job {
-            key,
+            keys,
+            at,
             cell,
             attempts: 0,
             retries: 0,
             refreshed: false,
+        }
+    }
+
+    pub fn key(&self) -> &CallKey {
+        match &self.keys[self.at] {
+            RowKey::Valid(key) => key,
+            RowKey::Invalid { .. } => unreachable!("jobs are made for valid keys only"),
         }
     }
 }

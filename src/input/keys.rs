@@ -146,12 +146,7 @@ impl KeyColumns {
                     call_id,
                     reason: format!("empty {name}"),
                 },
-                None => RowKey::Valid(CallKey {
-                    call_id,
-                    user_id,
-                    tenant_id,
-                    agent_id,
-                }),
+                None => RowKey::Valid(CallKey::new(call_id, user_id, tenant_id, agent_id)),
             });
         }
         out

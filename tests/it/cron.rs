@@ -266,3 +266,93 @@ print(json.dumps(out))
         "carried over"
     );
 }
+
+/// A cache written by an earlier callinfo (format 2: the four key strings and a column per
+/// field), made here with Python's sqlite3 as that version laid it out.
+fn format_2_cache(path: &std::path::Path, base_url: &str) {
+    let script = r#"
+import hashlib, sqlite3, sys, time
+c = sqlite3.connect(sys.argv[1])
+c.executescript('''
+CREATE TABLE outcomes (
+    call_id TEXT NOT NULL, user_id TEXT NOT NULL, tenant_id TEXT NOT NULL, agent_id TEXT NOT NULL,
+    status TEXT NOT NULL, caller TEXT, called TEXT, media_ability INTEGER, call_data TEXT,
+    call_skill_id INTEGER, call_skill TEXT, call_type INTEGER,
+    http_status INTEGER, attempts INTEGER NOT NULL, message TEXT,
+    run INTEGER NOT NULL, stored_at INTEGER NOT NULL,
+    PRIMARY KEY (call_id, user_id, tenant_id, agent_id)) WITHOUT ROWID;
+CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE environment (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO meta VALUES ('runs', 1);
+''')
+now = int(time.time() * 1000)
+key = ('1652268429538866153', '202205116084', '109')
+c.execute("INSERT INTO outcomes VALUES ('old-ok', ?, ?, ?, 'ok', '00861234', '0042', 2, 'kept, \"as is\"', 7, 'legacy', 1, NULL, 0, NULL, 1, ?)", (*key, now))
+c.execute("INSERT INTO outcomes VALUES ('old-missing', ?, ?, ?, 'not_found', NULL, NULL, NULL, NULL, NULL, NULL, NULL, 200, 1, 'no such call', 1, ?)", (*key, now))
+c.execute("INSERT INTO environment VALUES ('base_url', ?), ('app_key_sha256', ?)", (sys.argv[2], hashlib.sha256(b'demo').hexdigest()))
+c.execute('PRAGMA application_id = 1128352844')
+c.execute('PRAGMA user_version = 2')
+c.commit()
+"#;
+    let ok = Command::new("python3")
+        .args(["-c", script])
+        .arg(path)
+        .arg(base_url)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+#[test]
+fn a_cache_of_the_previous_format_is_migrated_and_answers() {
+    let sim = Sim::start(&[]);
+    let wd = Workdir::new();
+    format_2_cache(&wd.path("cache.db"), &sim.url);
+    let mut keys = vec!["old-ok".to_string(), "old-missing".to_string()];
+    keys.extend(ids("new", 3));
+    let input = wd.write("in.csv", calls_csv(&keys));
+    let run = enrich(
+        &sim,
+        &input,
+        &wd.path("out.csv"),
+        &[
+            "--cache",
+            wd.path("cache.db").to_str().unwrap(),
+            "--summary-json",
+        ]
+        .into_iter()
+        .chain([wd.path("s.json").to_str().unwrap()])
+        .collect::<Vec<_>>(),
+    );
+    assert_eq!(run.code, 3, "{run:?}");
+    // The two old answers came from the cache, exactly as stored; only the new keys were
+    // looked up.
+    assert_eq!(sim.stat("lookup_requests"), 3);
+    let rows = read_csv(&wd.path("out.csv"));
+    assert_eq!(
+        rows[1][5..],
+        [
+            "00861234",
+            "0042",
+            "2",
+            "kept, \"as is\"",
+            "7",
+            "legacy",
+            "1",
+            "ok"
+        ]
+    );
+    assert_eq!(rows[2].last().unwrap(), "not_found");
+    let summary: serde_json::Value = serde_json::from_str(&wd.read("s.json")).unwrap();
+    assert_eq!(summary["from_cache"], 2);
+
+    // Migrated in place: the next run reads it as it is now, with the new keys added.
+    let again = enrich(
+        &sim,
+        &input,
+        &wd.path("again.csv"),
+        &["--cache", wd.path("cache.db").to_str().unwrap()],
+    );
+    assert_eq!(again.code, 3, "{again:?}");
+    assert_eq!(sim.stat("lookup_requests"), 3, "all five from the cache");
+}
