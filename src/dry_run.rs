@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use crate::config::Job;
 use crate::input::{KeySpec, Reader};
-use crate::key::{KeyId, RowKey};
+use crate::key::{CallKey, RowKey};
 use crate::output::{check_columns, Destination, Layout, Writer};
 use crate::plan::Item;
 use crate::store::{Environment, Peek, Role, StoreError};
@@ -140,7 +140,7 @@ fn count_one(
     cache: &Option<Peek>,
     plan: &mut Plan,
 ) -> Result<(), Error> {
-    let mut fresh: Vec<KeyId> = Vec::with_capacity(CHUNK);
+    let mut fresh: Vec<CallKey> = Vec::with_capacity(CHUNK);
     while *left > 0 {
         let Some(batch) = reader.next_batch() else {
             break;
@@ -158,7 +158,7 @@ fn count_one(
                     // about one in 40).
                     if seen.insert(k.id.halves().0 as u64) {
                         plan.distinct += 1;
-                        fresh.push(k.id);
+                        fresh.push(k);
                     }
                 }
             }
@@ -173,12 +173,12 @@ fn count_one(
 
 /// How many of `keys` the journal, then the cache, would answer.
 fn ask(
-    keys: &mut Vec<KeyId>,
+    keys: &mut Vec<CallKey>,
     journal: &Option<Peek>,
     cache: &Option<Peek>,
     plan: &mut Plan,
 ) -> Result<(), StoreError> {
-    let mut misses: Vec<KeyId> = keys.clone();
+    let mut misses: Vec<&CallKey> = keys.iter().collect();
     for (store, counter) in [
         (journal, &mut plan.from_journal),
         (cache, &mut plan.from_cache),

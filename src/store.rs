@@ -1,14 +1,15 @@
 //! Outcomes kept on disk, keyed by call key: the run's journal (every outcome the run used,
 //! so a rerun redoes nothing) and the optional cache shared across runs (`--cache`). Both are
 //! SQLite databases with one table, which an operator can open with the sqlite3 shell.
-//! A row is keyed by the key's 128-bit digest ([`KeyId`]: the high half is the rowid, the
-//! low half checked on every read, so a collision of the rowids is a miss, never a wrong
-//! answer), and the answer's fields are one compact blob ([`Fields::encode`]): about half
-//! the bytes of a row of the four key strings and seven columns.
+//! A row is keyed by the call ID and 64 bits of the key's digest ([`KeyId`], which covers
+//! the other three strings too): exports come in call-ID order, so rows are appended to the
+//! table's B-tree instead of scattered over it (one page written per commit, not one per
+//! row). The answer's fields are one compact blob ([`Fields::encode`]).
 //!
 //! One owner per file: writes go through one thread behind a bounded channel, which commits
-//! whatever has arrived (group commit: what arrives during one commit goes in the next, so
-//! a kill loses only the records being committed) and ends on an explicit `Close`. It folds
+//! whatever has arrived (group commit: what arrives during one commit, or in the millisecond
+//! a small group waits for company, goes in the next, so a kill loses only the records being
+//! gathered or committed) and ends on an explicit `Close`. It folds
 //! the WAL in (a checkpoint, with fsync) at most once a second; a second thread does so when
 //! the writer is idle, so that what was committed is durable within a second either way.
 //! Reads are blocking SQLite calls: callers run them off the async thread. A write that fails
@@ -24,19 +25,22 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::key::{IdMap, KeyId};
+use crate::key::{CallKey, IdMap, KeyId};
 use crate::outcome::{Failure, Fields, LookupKind, Outcome};
 
 /// `PRAGMA application_id`: marks the file as callinfo's ("CALL").
 const APPLICATION_ID: i32 = 0x4341_4c4c;
 /// `PRAGMA user_version`: bumped whenever the table's meaning changes. A file of another
-/// version is refused, never misread. 2 added `stored_at`; 3 keys rows by the key's
-/// digest and packs the fields. Files of formats 1 and 2 are migrated.
+/// version is refused, never misread. 2 added `stored_at`; 3 keys rows by the call ID and
+/// the key's digest and packs the fields. Files of formats 1 and 2 are migrated.
 pub const FORMAT_VERSION: i32 = 3;
 /// How often committed outcomes are made durable (fsync via a WAL checkpoint).
 const DURABLE_EVERY: Duration = Duration::from_secs(1);
 /// Records committed in one transaction at most.
 const MAX_GROUP: usize = 8192;
+/// A commit of fewer records waits this long for more first.
+const GATHER: Duration = Duration::from_millis(1);
+const GATHER_UNTIL: usize = 256;
 /// Records queued for the writer at most: a stalled disk slows the lookups down instead of
 /// filling memory.
 const QUEUE: usize = 4 * MAX_GROUP;
@@ -94,8 +98,8 @@ impl Environment {
     }
 }
 
-/// One finished lookup on its way to the writer thread.
-type Record = (KeyId, Arc<Outcome>);
+/// One finished lookup on its way to the writer thread: the call ID, the key's digest.
+type Record = (Box<str>, KeyId, Arc<Outcome>);
 
 enum Msg {
     Put(Record),
@@ -143,11 +147,12 @@ impl Ttl {
 /// The table, format 3. `status` and `stored_at` stay plain columns, for `cache stats`,
 /// `cache prune` and whoever opens the file with sqlite3.
 const CREATE_OUTCOMES: &str = "CREATE TABLE IF NOT EXISTS outcomes (
-    key INTEGER PRIMARY KEY, key_low INTEGER NOT NULL,
+    call_id TEXT NOT NULL, key_low INTEGER NOT NULL,
     status TEXT NOT NULL, answer BLOB,
     http_status INTEGER, attempts INTEGER NOT NULL, message TEXT,
-    run INTEGER NOT NULL, stored_at INTEGER NOT NULL
-)";
+    run INTEGER NOT NULL, stored_at INTEGER NOT NULL,
+    PRIMARY KEY (call_id, key_low)
+) WITHOUT ROWID";
 
 /// Formats 1 and 2 kept the four key strings and one column per field: rewrite every row
 /// into format 3, in one transaction.
@@ -167,7 +172,7 @@ fn migrate_to_v3(conn: &Connection) -> rusqlite::Result<()> {
         while let Some(r) = rows.next()? {
             let parts: [String; 4] = [r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?];
             let id = KeyId::of([&parts[0], &parts[1], &parts[2], &parts[3]]);
-            let (key, low) = id.halves();
+            let (_, low) = id.halves();
             let status: String = r.get(4)?;
             let answer = (status == "ok").then(|| {
                 let mut blob = Vec::new();
@@ -184,7 +189,7 @@ fn migrate_to_v3(conn: &Connection) -> rusqlite::Result<()> {
                 blob
             });
             insert.execute(params![
-                key,
+                parts[0],
                 low,
                 status,
                 answer,
@@ -417,14 +422,17 @@ impl Store {
 
     /// The outcomes this store has for `keys` and would have us reuse. Blocking (SQLite
     /// reads): run it off the async thread.
-    pub fn get_many(&self, keys: impl IntoIterator<Item = KeyId>) -> Result<Vec<Hit>, StoreError> {
+    pub fn get_many<'k>(
+        &self,
+        keys: impl IntoIterator<Item = &'k CallKey>,
+    ) -> Result<Vec<Hit>, StoreError> {
         let conn = self.reader.lock().unwrap();
         let mut found = Vec::new();
         let (ttl, now) = (self.ttl(), now_ms());
         select(&conn, &self.path, keys, |key, row| {
             let Some(row) = row else {
                 // Put by this run and not yet committed: answered from memory.
-                let pending = self.pending(key)?;
+                let pending = self.pending(key.id)?;
                 found.push(Some((pending, Found::ThisRun)));
                 return Some(());
             };
@@ -442,13 +450,14 @@ impl Store {
     }
 
     /// Record an outcome for this run. Waits only when the writer is far behind.
-    pub async fn put(&self, key: KeyId, outcome: &Arc<Outcome>) {
+    pub async fn put(&self, key: &CallKey, outcome: &Arc<Outcome>) {
         if !self.role.keeps(outcome) {
             return;
         }
-        self.pending.lock().unwrap().insert(key, outcome.clone());
+        self.pending.lock().unwrap().insert(key.id, outcome.clone());
+        let record = (key.call_id.clone(), key.id, outcome.clone());
         // A send fails only once the writer has ended; `failed` has fired if it failed.
-        let _ = self.tx.send(Msg::Put((key, outcome.clone()))).await;
+        let _ = self.tx.send(Msg::Put(record)).await;
     }
 
     /// Commit everything put so far, make it durable, and end both threads. Blocking.
@@ -515,7 +524,10 @@ impl Peek {
     }
 
     /// For each key, whether a run would reuse the store's outcome instead of looking it up.
-    pub fn reusable(&self, keys: impl IntoIterator<Item = KeyId>) -> Result<Vec<bool>, StoreError> {
+    pub fn reusable<'k>(
+        &self,
+        keys: impl IntoIterator<Item = &'k CallKey>,
+    ) -> Result<Vec<bool>, StoreError> {
         let mut found = Vec::new();
         let ttl = match self.role {
             Role::Cache(ttl) => Some(ttl),
@@ -532,39 +544,36 @@ impl Peek {
 
 /// The outcome SELECT for each key. `each` is first called with `None`, and returns `Some`
 /// when it answered the key from memory; otherwise it is called again with the row read.
-fn select(
+fn select<'k>(
     conn: &Connection,
     path: &Path,
-    keys: impl IntoIterator<Item = KeyId>,
-    mut each: impl FnMut(KeyId, Option<Option<Stored>>) -> Option<()>,
+    keys: impl IntoIterator<Item = &'k CallKey>,
+    mut each: impl FnMut(&CallKey, Option<Option<Stored>>) -> Option<()>,
 ) -> Result<(), StoreError> {
     let name = path.display().to_string();
     let err = sqlite_error(&name);
     let mut stmt = conn
         .prepare_cached(
-            "SELECT key_low, status, answer, http_status, attempts, message, run, stored_at
-             FROM outcomes WHERE key = ?1",
+            "SELECT status, answer, http_status, attempts, message, run, stored_at
+             FROM outcomes WHERE call_id = ?1 AND key_low = ?2",
         )
         .map_err(&err)?;
-    for key in keys {
-        if each(key, None).is_some() {
-            continue;
+    // One read transaction for them all, not one (and its file locks) per key.
+    conn.execute_batch("BEGIN").map_err(&err)?;
+    let read = (|| {
+        for key in keys {
+            if each(key, None).is_some() {
+                continue;
+            }
+            let row = stmt
+                .query_row(params![&*key.call_id, key.id.halves().1], read_outcome)
+                .optional()?;
+            each(key, Some(row));
         }
-        let (high, low) = key.halves();
-        let row = stmt
-            .query_row([high], |r| {
-                // Another key with the same high half: not this key's answer.
-                if r.get::<_, i64>(0)? != low {
-                    return Ok(None);
-                }
-                read_outcome(r).map(Some)
-            })
-            .optional()
-            .map_err(&err)?
-            .flatten();
-        each(key, Some(row));
-    }
-    Ok(())
+        Ok(())
+    })();
+    let ended = conn.execute_batch("COMMIT");
+    read.and(ended).map_err(&err)
 }
 
 /// A row of the table.
@@ -715,17 +724,24 @@ fn write_loop(
             Some(Msg::Put(record)) => batch.push(record),
             Some(Msg::Close) | None => closing = true,
         }
-        if !closing {
+        let mut drain = |batch: &mut Vec<Record>| {
             while batch.len() < MAX_GROUP {
                 match rx.try_recv() {
                     Ok(Msg::Put(record)) => batch.push(record),
-                    Ok(Msg::Close) => {
-                        closing = true;
-                        break;
-                    }
+                    Ok(Msg::Close) => return true,
                     Err(_) => break,
                 }
             }
+            false
+        };
+        if !closing {
+            closing = drain(&mut batch);
+        }
+        // A few records would each cost a commit of their own (its locks and a page of
+        // WAL): gather for a millisecond first. A kill loses at most that much more.
+        if !closing && batch.len() < GATHER_UNTIL {
+            std::thread::sleep(GATHER);
+            closing = drain(&mut batch);
         }
         if batch.is_empty() {
             continue;
@@ -737,13 +753,13 @@ fn write_loop(
             )?;
             let now = now_ms();
             let mut blob = Vec::with_capacity(128);
-            for (key, outcome) in &batch {
-                write_outcome(&mut insert, &mut blob, *key, outcome, run, now)?;
+            for (call_id, key, outcome) in &batch {
+                write_outcome(&mut insert, &mut blob, (call_id, *key), outcome, run, now)?;
             }
         }
         tx.commit()?;
         let mut pending = pending.lock().unwrap();
-        for (key, outcome) in batch.drain(..) {
+        for (_, key, outcome) in batch.drain(..) {
             if pending.get(&key).is_some_and(|o| Arc::ptr_eq(o, &outcome)) {
                 pending.remove(&key);
             }
@@ -777,12 +793,11 @@ fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<()> {
 fn write_outcome(
     insert: &mut rusqlite::CachedStatement<'_>,
     blob: &mut Vec<u8>,
-    key: KeyId,
+    (call_id, key): (&str, KeyId),
     outcome: &Outcome,
     run: i64,
     stored_ms: i64,
 ) -> rusqlite::Result<usize> {
-    let (high, low) = key.halves();
     let failure = outcome.failure();
     blob.clear();
     let answer = outcome.fields().map(|f| {
@@ -790,8 +805,8 @@ fn write_outcome(
         &blob[..]
     });
     insert.execute(params![
-        high,
-        low,
+        call_id,
+        key.halves().1,
         outcome.status(),
         answer,
         failure.and_then(|f| f.http_status),
@@ -802,25 +817,25 @@ fn write_outcome(
     ])
 }
 
-/// A row from `key_low` on: `status, answer, http_status, attempts, message, run, stored_at`.
+/// A row's `status, answer, http_status, attempts, message, run, stored_at`.
 fn read_outcome(row: &rusqlite::Row<'_>) -> rusqlite::Result<Stored> {
     let bad = |what: String| {
         rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, what.into())
     };
-    let status: String = row.get(1)?;
-    let run: i64 = row.get(6)?;
-    let stored_ms: i64 = row.get(7)?;
+    let status: String = row.get(0)?;
+    let run: i64 = row.get(5)?;
+    let stored_ms: i64 = row.get(6)?;
     let outcome = if status == "ok" {
-        let blob: Vec<u8> = row.get::<_, Option<Vec<u8>>>(2)?.unwrap_or_default();
+        let blob: Vec<u8> = row.get::<_, Option<Vec<u8>>>(1)?.unwrap_or_default();
         Outcome::Ok(Fields::decode(&blob).ok_or_else(|| bad("an unreadable answer".into()))?)
     } else {
         let kind =
             LookupKind::parse(&status).ok_or_else(|| bad(format!("unknown status {status:?}")))?;
         Outcome::Failed(Failure {
             kind,
-            http_status: row.get(3)?,
-            attempts: row.get(4)?,
-            message: row.get::<_, Option<String>>(5)?.unwrap_or_default(),
+            http_status: row.get(2)?,
+            attempts: row.get(3)?,
+            message: row.get::<_, Option<String>>(4)?.unwrap_or_default(),
         })
     };
     Ok(Stored {

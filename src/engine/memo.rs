@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use super::queue::{Cell, Job, Queue};
 use super::{EngineError, Slot};
 use crate::engine::Stats;
-use crate::key::{CallKey, IdMap, KeyId, RowKey};
+use crate::key::{CallKey, IdMap, RowKey};
 use crate::outcome::Outcome;
 use crate::redis::RedisCache;
 use crate::store::{blocking, Found, Store, StoreError};
@@ -123,7 +123,7 @@ impl Memo {
             // In flight when the batch was read, finished and committed since.
             let known = match from_stores {
                 Some(k) => k,
-                None => self.read_one(key.id).await?,
+                None => self.read_one(key.clone()).await?,
             };
             let outcome = match known {
                 Known::ThisRun(outcome) => {
@@ -134,12 +134,12 @@ impl Memo {
                 // duplicates and a rerun answers them from the journal alone.
                 Known::Journal(outcome) => {
                     Stats::bump(&stats.from_journal);
-                    self.journal.put(key.id, &outcome).await;
+                    self.journal.put(key, &outcome).await;
                     outcome
                 }
                 Known::Cache(outcome) => {
                     Stats::bump(&stats.from_cache);
-                    self.journal.put(key.id, &outcome).await;
+                    self.journal.put(key, &outcome).await;
                     outcome
                 }
                 Known::Unknown => {
@@ -159,9 +159,9 @@ impl Memo {
 
     /// A lookup finished: keep it, then let later rows find it in the journal, not in flight.
     pub(super) async fn record(&self, key: &CallKey, cell: &Cell, outcome: Arc<Outcome>) {
-        self.journal.put(key.id, &outcome).await;
+        self.journal.put(key, &outcome).await;
         match &self.cache {
-            Some(Cache::File(store)) => store.put(key.id, &outcome).await,
+            Some(Cache::File(store)) => store.put(key, &outcome).await,
             Some(Cache::Redis(cache)) => cache.record(key, &outcome).await,
             None => {}
         }
@@ -190,7 +190,7 @@ impl Memo {
             let mut misses = Vec::new();
             for (&i, hit) in ask
                 .iter()
-                .zip(journal.get_many(ask.iter().map(|&i| valid(&keys[i]).id))?)
+                .zip(journal.get_many(ask.iter().map(|&i| valid(&keys[i])))?)
             {
                 known.push((
                     i,
@@ -205,7 +205,7 @@ impl Memo {
                 ));
             }
             if let Some(cache) = &file_cache {
-                let hits = cache.get_many(misses.iter().map(|&m| valid(&keys[known[m].0]).id))?;
+                let hits = cache.get_many(misses.iter().map(|&m| valid(&keys[known[m].0])))?;
                 let mut left = Vec::new();
                 for (&m, hit) in misses.iter().zip(hits) {
                     match hit {
@@ -229,10 +229,10 @@ impl Memo {
         Ok(known)
     }
 
-    async fn read_one(&self, key: KeyId) -> Result<Known, StoreError> {
+    async fn read_one(&self, key: CallKey) -> Result<Known, StoreError> {
         let journal = self.journal.clone();
         blocking(move || {
-            Ok(match journal.get_many([key])?.pop().flatten() {
+            Ok(match journal.get_many([&key])?.pop().flatten() {
                 Some((o, _)) => Known::ThisRun(o),
                 None => Known::Unknown,
             })
