@@ -247,6 +247,42 @@ type Pending = Arc<Mutex<IdMap<Arc<Outcome>>>>;
 /// What a store knows of a key: the outcome, and whether this run recorded it.
 pub type Hit = Option<(Arc<Outcome>, Found)>;
 
+/// A Bloom filter of the keys put into a store: "no" is certain, "maybe" is read from the
+/// file. Fixed at 4 MiB (5 million keys give 5% of "maybe"s that are not, which then cost
+/// the SELECT they would have cost anyway), so memory stays flat however many keys come.
+/// Written here rather than taken from a crate: the keys are SHA-256 digests already, so
+/// its three bit positions are bits of the key, where a crate would hash it again.
+struct Seen {
+    bits: Vec<std::sync::atomic::AtomicU64>,
+}
+
+impl Seen {
+    const BITS_LOG2: u32 = 25;
+
+    fn new() -> Seen {
+        let words = (1usize << Self::BITS_LOG2) / 64;
+        Seen {
+            bits: (0..words).map(|_| Default::default()).collect(),
+        }
+    }
+
+    fn positions(id: KeyId) -> impl Iterator<Item = usize> {
+        let mask = (1u128 << Self::BITS_LOG2) - 1;
+        (0..3).map(move |i| ((id.0 >> (i * Self::BITS_LOG2)) & mask) as usize)
+    }
+
+    fn insert(&self, id: KeyId) {
+        for p in Self::positions(id) {
+            self.bits[p / 64].fetch_or(1 << (p % 64), Ordering::Relaxed);
+        }
+    }
+
+    fn may_have(&self, id: KeyId) -> bool {
+        Self::positions(id)
+            .all(|p| self.bits[p / 64].load(Ordering::Relaxed) & (1 << (p % 64)) != 0)
+    }
+}
+
 /// The first write error, for the engine to report; `token` fires with it.
 #[derive(Default)]
 struct Broken {
@@ -262,6 +298,9 @@ pub struct Store {
     reader: Mutex<Connection>,
     /// Put but not yet committed: visible to reads until the writer's commit is.
     pending: Pending,
+    /// For a journal that was empty when opened: every key put since, so that a read of a
+    /// key never put is answered without SQLite (a fresh run asks for every key once).
+    seen: Option<Seen>,
     tx: mpsc::Sender<Msg>,
     writer: Mutex<Option<JoinHandle<()>>>,
     checkpointer: Mutex<Option<(Arc<AtomicBool>, JoinHandle<()>)>>,
@@ -389,12 +428,20 @@ impl Store {
                 }),
             )?
         };
+        let empty: bool = conn
+            .query_row("SELECT NOT EXISTS (SELECT 1 FROM outcomes)", [], |r| {
+                r.get(0)
+            })
+            .map_err(&err)?;
         Ok(Store {
             path: path.to_owned(),
             role,
             run,
             reader: Mutex::new(conn),
             pending,
+            // Only a journal, which this run alone writes (it holds the lock): a cache
+            // empty now may be filled by another job meanwhile.
+            seen: (empty && role == Role::Journal).then(Seen::new),
             tx,
             writer: Mutex::new(Some(writer)),
             checkpointer: Mutex::new(Some((stop, checkpointer))),
@@ -432,9 +479,16 @@ impl Store {
         select(&conn, &self.path, keys, |key, row| {
             let Some(row) = row else {
                 // Put by this run and not yet committed: answered from memory.
-                let pending = self.pending(key.id)?;
-                found.push(Some((pending, Found::ThisRun)));
-                return Some(());
+                if let Some(pending) = self.pending(key.id) {
+                    found.push(Some((pending, Found::ThisRun)));
+                    return Some(());
+                }
+                // Never put, and the file had nothing when opened: not in it.
+                if self.seen.as_ref().is_some_and(|s| !s.may_have(key.id)) {
+                    found.push(None);
+                    return Some(());
+                }
+                return None;
             };
             found.push(row.and_then(|r| reusable(r, self.run, ttl, now)));
             Some(())
@@ -453,6 +507,9 @@ impl Store {
     pub async fn put(&self, key: &CallKey, outcome: &Arc<Outcome>) {
         if !self.role.keeps(outcome) {
             return;
+        }
+        if let Some(seen) = &self.seen {
+            seen.insert(key.id);
         }
         self.pending.lock().unwrap().insert(key.id, outcome.clone());
         let record = (key.call_id.clone(), key.id, outcome.clone());
@@ -638,6 +695,27 @@ pub fn remove_files(path: &Path) {
         let mut p = path.as_os_str().to_owned();
         p.push(suffix);
         let _ = std::fs::remove_file(PathBuf::from(p));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seen_never_forgets_a_key() {
+        let seen = Seen::new();
+        let ids: Vec<KeyId> = (0..100_000)
+            .map(|i| KeyId::of([&format!("c{i}"), "u", "t", "a"]))
+            .collect();
+        for id in &ids {
+            seen.insert(*id);
+        }
+        assert!(ids.iter().all(|id| seen.may_have(*id)));
+        let strangers = (0..10_000)
+            .filter(|i| seen.may_have(KeyId::of([&format!("x{i}"), "u", "t", "a"])))
+            .count();
+        assert!(strangers < 10, "{strangers} false maybes in 10000");
     }
 }
 

@@ -250,3 +250,33 @@ fn second_run_with_cache_makes_no_lookup() {
     assert_eq!(wd.read("a.csv"), wd.read("b.csv"));
     assert_eq!(wd.read("a.errors.csv"), wd.read("b.errors.csv"));
 }
+
+#[test]
+fn a_fresh_run_finds_far_apart_duplicates_in_its_journal() {
+    // The key `dup` comes back long after its lookup was committed (no longer in flight or
+    // pending): only the journal can answer it, and the fresh-run shortcut, which skips the
+    // journal for keys never put, must not skip it.
+    let sim = Sim::start(&[]);
+    let wd = Workdir::new();
+    let mut keys = ids("far", 30_000);
+    for at in [0, 15_000, 29_999] {
+        keys[at] = "dup".into();
+    }
+    let input = wd.write("in.csv", calls_csv(&keys));
+    let run = enrich(
+        &sim,
+        &input,
+        &wd.path("out.csv"),
+        &[
+            "--concurrency",
+            "4",
+            "--summary-json",
+            wd.path("s.json").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(sim.stat("lookup_requests"), 29_998);
+    assert_eq!(sim.stat("max_requests_per_call_id"), 1);
+    let summary: serde_json::Value = serde_json::from_str(&wd.read("s.json")).unwrap();
+    assert_eq!(summary["deduplicated"], 2);
+}
