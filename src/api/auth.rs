@@ -46,6 +46,9 @@ pub struct Token(Arc<Issued>);
 
 struct Issued {
     value: Secret,
+    /// `Bearer <token>`, made once (and marked sensitive, so hyper never logs it): building
+    /// the header per request showed in profiles.
+    bearer: reqwest::header::HeaderValue,
     /// Which fetch produced it, so a 401 can tell whether the token was replaced since.
     generation: u64,
     usable_until: Instant,
@@ -60,6 +63,11 @@ struct Issued {
 impl Token {
     pub fn expose(&self) -> &str {
         self.0.value.expose()
+    }
+
+    /// The `Authorization` header that carries it.
+    pub fn bearer(&self) -> &reqwest::header::HeaderValue {
+        &self.0.bearer
     }
 
     /// Whether a request sent now still reaches the server in the token's lifetime.
@@ -254,8 +262,16 @@ impl TokenProvider {
                         .min(lifetime.mul_f64(USABLE_SHARE).saturating_sub(took * 2))
                         .max(lifetime / 2);
                     tracing::debug!(lifetime_s = lifetime.as_secs(), ?took, "new token");
+                    let mut bearer =
+                        reqwest::header::HeaderValue::try_from(format!("Bearer {}", value.expose()))
+                            .map_err(|_| AuthError::Unavailable {
+                                url: self.url.clone(),
+                                cause: "the token it gave cannot be sent in a header".into(),
+                            })?;
+                    bearer.set_sensitive(true);
                     return Ok(Token(Arc::new(Issued {
                         value,
+                        bearer,
                         generation,
                         usable_until,
                         refresh_at: started + refresh_in,

@@ -4,7 +4,7 @@
 use std::error::Error as _;
 use std::time::{Duration, SystemTime};
 
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use serde_json::value::RawValue;
 
 use crate::api::auth::Token;
@@ -40,13 +40,16 @@ pub struct Client {
     http: reqwest::Client,
     /// Parsed once: parsing a URL string per request showed in profiles.
     url: reqwest::Url,
-    app_key: String,
+    /// Likewise the header that does not change.
+    app_key: HeaderValue,
 }
 
 impl Client {
     /// `base_url` has been checked by `config`, so the joined URL parses.
     pub fn new(http: reqwest::Client, base_url: &str, app_key: String) -> Client {
         let url = format!("{base_url}{LOOKUP_PATH}");
+        let mut app_key = HeaderValue::try_from(app_key).unwrap_or(HeaderValue::from_static(""));
+        app_key.set_sensitive(true);
         Client {
             http,
             url: reqwest::Url::parse(&url).expect("a checked base URL plus a fixed path"),
@@ -65,12 +68,14 @@ impl Client {
             tenant_id: (&*key.tenant_id).into(),
             agent_id: (&*key.agent_id).into(),
         };
+        let body = serde_json::to_vec(&body).expect("four strings serialize");
         let sent = self
             .http
             .post(self.url.clone())
-            .bearer_auth(token.expose())
-            .header(APP_KEY_HEADER, &self.app_key)
-            .json(&body)
+            .header(AUTHORIZATION, token.bearer().clone())
+            .header(APP_KEY_HEADER, self.app_key.clone())
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .body(body)
             .send()
             .await;
         let response = match sent {
