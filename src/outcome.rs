@@ -95,6 +95,12 @@ impl Fields {
     /// whether it is all digits) then its bytes, digits packed two to a byte. Phone numbers
     /// come back exactly as sent, leading zeros and all.
     pub fn encode(&self, out: &mut Vec<u8>) {
+        self.encode_with(out, &mut |_| None)
+    }
+
+    /// Likewise, with `intern` offering a number for `call_data` and `call_skill` (text that
+    /// repeats from call to call): that number is written instead of the text.
+    pub fn encode_with(&self, out: &mut Vec<u8>, intern: &mut dyn FnMut(&str) -> Option<u64>) {
         let texts = [
             &self.caller,
             &self.called,
@@ -115,6 +121,14 @@ impl Fields {
                 encode_text(out, t);
             }
         };
+        let mut shared = |out: &mut Vec<u8>, t: &Option<String>| {
+            if let Some(t) = t {
+                match intern(t) {
+                    Some(id) => varint(out, id << 2 | TEXT_REF),
+                    None => encode_text(out, t),
+                }
+            }
+        };
         let number = |out: &mut Vec<u8>, n: Option<i64>| {
             if let Some(n) = n {
                 varint(out, ((n << 1) ^ (n >> 63)) as u64);
@@ -123,20 +137,28 @@ impl Fields {
         text(out, &self.caller);
         text(out, &self.called);
         number(out, self.media_ability);
-        text(out, &self.call_data);
+        shared(out, &self.call_data);
         number(out, self.call_skill_id);
-        text(out, &self.call_skill);
+        shared(out, &self.call_skill);
         number(out, self.call_type);
     }
 
     /// `None` for bytes that [`Fields::encode`] did not write.
-    pub fn decode(mut bytes: &[u8]) -> Option<Fields> {
+    pub fn decode(bytes: &[u8]) -> Option<Fields> {
+        Self::decode_with(bytes, &mut |_| None)
+    }
+
+    /// Likewise, with `resolve` giving back the text of a number `intern` gave.
+    pub fn decode_with(
+        mut bytes: &[u8],
+        resolve: &mut dyn FnMut(u64) -> Option<String>,
+    ) -> Option<Fields> {
         let present = *bytes.first()?;
         bytes = &bytes[1..];
         let has = |bit: u8| present & (1 << bit) != 0;
-        let text = |bit: u8, bytes: &mut &[u8]| -> Option<Option<String>> {
+        let mut text = |bit: u8, bytes: &mut &[u8]| -> Option<Option<String>> {
             if has(bit) {
-                decode_text(bytes).map(Some)
+                decode_text(bytes, &mut *resolve).map(Some)
             } else {
                 Some(None)
             }
@@ -189,9 +211,16 @@ fn read_varint(bytes: &mut &[u8]) -> Option<u64> {
     None
 }
 
+/// What a text's header says follows: its bytes, its digits packed, or a number standing
+/// for it (the low two bits; the rest is the length, or the number).
+const TEXT_BYTES: u64 = 0;
+const TEXT_DIGITS: u64 = 1;
+const TEXT_REF: u64 = 2;
+
 fn encode_text(out: &mut Vec<u8>, t: &str) {
     let digits = !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
-    varint(out, (t.len() as u64) << 1 | u64::from(digits));
+    let tag = if digits { TEXT_DIGITS } else { TEXT_BYTES };
+    varint(out, (t.len() as u64) << 2 | tag);
     if !digits {
         out.extend_from_slice(t.as_bytes());
         return;
@@ -203,10 +232,18 @@ fn encode_text(out: &mut Vec<u8>, t: &str) {
     }
 }
 
-fn decode_text(bytes: &mut &[u8]) -> Option<String> {
+fn decode_text(
+    bytes: &mut &[u8],
+    resolve: &mut dyn FnMut(u64) -> Option<String>,
+) -> Option<String> {
     let header = read_varint(bytes)?;
-    let len = usize::try_from(header >> 1).ok()?;
-    if header & 1 == 0 {
+    match header & 3 {
+        TEXT_REF => return resolve(header >> 2),
+        TEXT_BYTES | TEXT_DIGITS => {}
+        _ => return None,
+    }
+    let len = usize::try_from(header >> 2).ok()?;
+    if header & 3 == TEXT_BYTES {
         let (text, rest) = (bytes.get(..len)?, bytes.get(len..)?);
         *bytes = rest;
         return String::from_utf8(text.to_vec()).ok();
@@ -297,7 +334,16 @@ mod tests {
             let f = Fields { caller, called, media_ability, call_data, call_skill_id, call_skill, call_type };
             let mut blob = Vec::new();
             f.encode(&mut blob);
-            proptest::prop_assert_eq!(Fields::decode(&blob), Some(f));
+            proptest::prop_assert_eq!(Fields::decode(&blob), Some(f.clone()));
+            // With the shared texts interned, and given back.
+            let mut interned: Vec<String> = Vec::new();
+            blob.clear();
+            f.encode_with(&mut blob, &mut |t| {
+                interned.push(t.to_owned());
+                Some(interned.len() as u64 - 1)
+            });
+            let back = Fields::decode_with(&blob, &mut |id| interned.get(id as usize).cloned());
+            proptest::prop_assert_eq!(back, Some(f));
         }
     }
 

@@ -15,6 +15,7 @@
 //! Reads are blocking SQLite calls: callers run them off the async thread. A write that fails
 //! is not retried: the store says so through [`Store::failed`], and the engine stops the run.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -152,7 +153,8 @@ const CREATE_OUTCOMES: &str = "CREATE TABLE IF NOT EXISTS outcomes (
     http_status INTEGER, attempts INTEGER NOT NULL, message TEXT,
     run INTEGER NOT NULL, stored_at INTEGER NOT NULL,
     PRIMARY KEY (call_id, key_low)
-) WITHOUT ROWID";
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS strings (id INTEGER PRIMARY KEY, text TEXT NOT NULL UNIQUE)";
 
 /// Formats 1 and 2 kept the four key strings and one column per field: rewrite every row
 /// into format 3, in one transaction.
@@ -615,6 +617,11 @@ fn select<'k>(
              FROM outcomes WHERE call_id = ?1 AND key_low = ?2",
         )
         .map_err(&err)?;
+    let mut text_of = conn
+        .prepare_cached("SELECT text FROM strings WHERE id = ?1")
+        .map_err(&err)?;
+    // Interned texts met in this batch: a skill's name is read once, not per row.
+    let mut texts: HashMap<u64, Option<String>> = HashMap::new();
     // One read transaction for them all, not one (and its file locks) per key.
     conn.execute_batch("BEGIN").map_err(&err)?;
     let read = (|| {
@@ -623,9 +630,24 @@ fn select<'k>(
                 continue;
             }
             let row = stmt
-                .query_row(params![&*key.call_id, key.id.halves().1], read_outcome)
+                .query_row(params![&*key.call_id, key.id.halves().1], read_row)
                 .optional()?;
-            each(key, Some(row));
+            let stored = match row {
+                None => None,
+                Some(raw) => Some(raw.into_stored(&mut |id| {
+                    texts
+                        .entry(id)
+                        .or_insert_with(|| {
+                            text_of
+                                .query_row([id as i64], |r| r.get(0))
+                                .optional()
+                                .ok()
+                                .flatten()
+                        })
+                        .clone()
+                })?),
+            };
+            each(key, Some(stored));
         }
         Ok(())
     })();
@@ -797,6 +819,7 @@ fn write_loop(
     let mut batch = Vec::new();
     let mut closing = false;
     let mut checkpointed = std::time::Instant::now();
+    let mut strings = Interner::load(conn)?;
     while !closing {
         match rx.blocking_recv() {
             Some(Msg::Put(record)) => batch.push(record),
@@ -829,10 +852,25 @@ fn write_loop(
             let mut insert = tx.prepare_cached(
                 "INSERT OR REPLACE INTO outcomes VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
+            let mut add = tx.prepare_cached("INSERT INTO strings (text) VALUES (?1)")?;
             let now = now_ms();
             let mut blob = Vec::with_capacity(128);
             for (call_id, key, outcome) in &batch {
-                write_outcome(&mut insert, &mut blob, (call_id, *key), outcome, run, now)?;
+                blob.clear();
+                if let Some(f) = outcome.fields() {
+                    let mut failed = None;
+                    f.encode_with(&mut blob, &mut |t| match strings.id(t, &mut add) {
+                        Ok(id) => id,
+                        Err(e) => {
+                            failed = Some(e);
+                            None
+                        }
+                    });
+                    if let Some(e) = failed {
+                        return Err(e);
+                    }
+                }
+                write_outcome(&mut insert, &blob, (call_id, *key), outcome, run, now)?;
             }
         }
         tx.commit()?;
@@ -863,25 +901,77 @@ fn write_loop(
     checkpoint(conn, "TRUNCATE")
 }
 
+/// The writer's half of the `strings` table: text that repeats from call to call (a skill's
+/// name, call data an IVR flow sets) is stored once and written as its number. Text is
+/// interned the second time it is seen, so text unique to one call stays in its row, and
+/// at most [`Interner::MAX`] texts are (memory stays bounded; past it, text stays inline).
+struct Interner {
+    ids: HashMap<Box<str>, i64>,
+    /// Hashes of texts seen once.
+    once: HashSet<u64>,
+}
+
+impl Interner {
+    const MAX: usize = 1 << 16;
+    const ONCE_MAX: usize = 1 << 18;
+
+    fn load(conn: &Connection) -> rusqlite::Result<Interner> {
+        let mut ids = HashMap::new();
+        let mut stmt = conn.prepare("SELECT id, text FROM strings LIMIT ?1")?;
+        let mut rows = stmt.query([Self::MAX as i64])?;
+        while let Some(r) = rows.next()? {
+            ids.insert(r.get::<_, String>(1)?.into_boxed_str(), r.get(0)?);
+        }
+        Ok(Interner {
+            ids,
+            once: HashSet::new(),
+        })
+    }
+
+    /// The number for `text`, adding it (in the writer's transaction) on its second sighting.
+    fn id(
+        &mut self,
+        text: &str,
+        add: &mut rusqlite::CachedStatement<'_>,
+    ) -> rusqlite::Result<Option<u64>> {
+        if let Some(&id) = self.ids.get(text) {
+            return Ok(Some(id as u64));
+        }
+        if self.ids.len() >= Self::MAX {
+            return Ok(None);
+        }
+        let hash = std::hash::BuildHasher::hash_one(
+            &std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default(),
+            text,
+        );
+        if self.once.insert(hash) {
+            if self.once.len() > Self::ONCE_MAX {
+                self.once.clear();
+            }
+            return Ok(None);
+        }
+        let id = add.insert([text])?;
+        self.ids.insert(text.into(), id);
+        Ok(Some(id as u64))
+    }
+}
+
 /// Copy the WAL into the database, fsyncing both: what was committed is now durable.
 fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<()> {
     conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(()))
 }
 
+/// `blob`: the fields as encoded, for an `ok`.
 fn write_outcome(
     insert: &mut rusqlite::CachedStatement<'_>,
-    blob: &mut Vec<u8>,
+    blob: &[u8],
     (call_id, key): (&str, KeyId),
     outcome: &Outcome,
     run: i64,
     stored_ms: i64,
 ) -> rusqlite::Result<usize> {
     let failure = outcome.failure();
-    blob.clear();
-    let answer = outcome.fields().map(|f| {
-        f.encode(blob);
-        &blob[..]
-    });
+    let answer = outcome.fields().map(|_| blob);
     insert.execute(params![
         call_id,
         key.halves().1,
@@ -895,32 +985,57 @@ fn write_outcome(
     ])
 }
 
-/// A row's `status, answer, http_status, attempts, message, run, stored_at`.
-fn read_outcome(row: &rusqlite::Row<'_>) -> rusqlite::Result<Stored> {
-    let bad = |what: String| {
-        rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, what.into())
-    };
-    let status: String = row.get(0)?;
-    let run: i64 = row.get(5)?;
-    let stored_ms: i64 = row.get(6)?;
-    let outcome = if status == "ok" {
-        let blob: Vec<u8> = row.get::<_, Option<Vec<u8>>>(1)?.unwrap_or_default();
-        Outcome::Ok(Fields::decode(&blob).ok_or_else(|| bad("an unreadable answer".into()))?)
-    } else {
-        let kind =
-            LookupKind::parse(&status).ok_or_else(|| bad(format!("unknown status {status:?}")))?;
-        Outcome::Failed(Failure {
-            kind,
-            http_status: row.get(2)?,
-            attempts: row.get(3)?,
-            message: row.get::<_, Option<String>>(4)?.unwrap_or_default(),
-        })
-    };
-    Ok(Stored {
-        outcome,
-        run,
-        stored_ms,
+/// A row as read: `status, answer, http_status, attempts, message, run, stored_at`.
+struct RawRow {
+    status: String,
+    answer: Option<Vec<u8>>,
+    http_status: Option<u16>,
+    attempts: u32,
+    message: Option<String>,
+    run: i64,
+    stored_ms: i64,
+}
+
+fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
+    Ok(RawRow {
+        status: row.get(0)?,
+        answer: row.get(1)?,
+        http_status: row.get(2)?,
+        attempts: row.get(3)?,
+        message: row.get(4)?,
+        run: row.get(5)?,
+        stored_ms: row.get(6)?,
     })
+}
+
+impl RawRow {
+    /// `text` gives back the interned texts the answer refers to.
+    fn into_stored(self, text: &mut dyn FnMut(u64) -> Option<String>) -> rusqlite::Result<Stored> {
+        let bad = |what: String| {
+            rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, what.into())
+        };
+        let outcome = if self.status == "ok" {
+            let blob = self.answer.unwrap_or_default();
+            Outcome::Ok(
+                Fields::decode_with(&blob, text)
+                    .ok_or_else(|| bad("an unreadable answer".into()))?,
+            )
+        } else {
+            let kind = LookupKind::parse(&self.status)
+                .ok_or_else(|| bad(format!("unknown status {:?}", self.status)))?;
+            Outcome::Failed(Failure {
+                kind,
+                http_status: self.http_status,
+                attempts: self.attempts,
+                message: self.message.unwrap_or_default(),
+            })
+        };
+        Ok(Stored {
+            outcome,
+            run: self.run,
+            stored_ms: self.stored_ms,
+        })
+    }
 }
 
 /// Create a store file readable by its owner only, whatever the umask: it holds every

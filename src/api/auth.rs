@@ -262,12 +262,14 @@ impl TokenProvider {
                         .min(lifetime.mul_f64(USABLE_SHARE).saturating_sub(took * 2))
                         .max(lifetime / 2);
                     tracing::debug!(lifetime_s = lifetime.as_secs(), ?took, "new token");
-                    let mut bearer =
-                        reqwest::header::HeaderValue::try_from(format!("Bearer {}", value.expose()))
-                            .map_err(|_| AuthError::Unavailable {
-                                url: self.url.clone(),
-                                cause: "the token it gave cannot be sent in a header".into(),
-                            })?;
+                    let mut bearer = reqwest::header::HeaderValue::try_from(format!(
+                        "Bearer {}",
+                        value.expose()
+                    ))
+                    .map_err(|_| AuthError::Unavailable {
+                        url: self.url.clone(),
+                        cause: "the token it gave cannot be sent in a header".into(),
+                    })?;
                     bearer.set_sensitive(true);
                     return Ok(Token(Arc::new(Issued {
                         value,
