@@ -123,10 +123,14 @@ def wrk_ceiling(sim, connections, cpu=None):
                 'wrk.body = \'{"callId":"1652317325-339","userId":"u","tenantId":"t","agentId":"a"}\'\n'
                 'wrk.headers["Content-Type"] = "application/json"\n'
                 f'wrk.headers["Authorization"] = "Bearer {token}"\n')
-    out = subprocess.run(["wrk", "-t2", f"-c{connections}", "-d10s", "-s", lua,
-                          sim.url + "/apiaccess/rest/workbench/v1/queryCallInfoByCallId"],
-                         capture_output=True, text=True, check=True).stdout
-    return float(re.search(r"Requests/sec:\s+(\S+)", out).group(1))
+    _, used, _, p = timed(["wrk", "-t2", f"-c{connections}", "-d10s", "-s", lua,
+                           sim.url + "/apiaccess/rest/workbench/v1/queryCallInfoByCallId"],
+                          ENV)
+    rps = float(re.search(r"Requests/sec:\s+(\S+)", p.stdout).group(1))
+    total = int(re.search(r"(\d+) requests in", p.stdout).group(1))
+    if cpu is not None:
+        cpu.append(used / total)
+    return rps
 
 
 def s3_vs_local(row):

@@ -156,7 +156,7 @@ fn count_one(
                     // 64 of the digest's bits: 8 bytes a key, where the keys themselves
                     // would take a hundred (a collision between two of a billion keys is
                     // about one in 40).
-                    if seen.insert(k.id.halves().0 as u64) {
+                    if seen.insert(k.id.low64() as u64) {
                         plan.distinct += 1;
                         fresh.push(k);
                     }

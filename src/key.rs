@@ -31,8 +31,9 @@ impl CallKey {
 
 /// A key's identity: the first 128 bits of the SHA-256 of its four strings (each with its
 /// length in front, so that no two keys run together). Distinct keys never share one in
-/// practice (2^-128 a pair), so maps and stores hold these 16 bytes, not the strings: no
-/// key is cloned on its way through the engine, and the journal's rows are small.
+/// practice (2^-128 a pair), so the engine's maps hold these 16 bytes, not the strings (no
+/// key is cloned on its way through), and a store row needs only the call ID beside 64 of
+/// the bits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KeyId(pub u128);
 
@@ -49,9 +50,9 @@ impl KeyId {
         KeyId(u128::from_be_bytes(first))
     }
 
-    /// The two halves as SQLite integers: the row's key, and its check.
-    pub fn halves(self) -> (i64, i64) {
-        ((self.0 >> 64) as u64 as i64, self.0 as u64 as i64)
+    /// 64 of the bits, as an SQLite integer: with the call ID, a store row's key.
+    pub fn low64(self) -> i64 {
+        self.0 as u64 as i64
     }
 }
 

@@ -174,7 +174,7 @@ fn migrate_to_v3(conn: &Connection) -> rusqlite::Result<()> {
         while let Some(r) = rows.next()? {
             let parts: [String; 4] = [r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?];
             let id = KeyId::of([&parts[0], &parts[1], &parts[2], &parts[3]]);
-            let (_, low) = id.halves();
+            let low = id.low64();
             let status: String = r.get(4)?;
             let answer = (status == "ok").then(|| {
                 let mut blob = Vec::new();
@@ -630,7 +630,7 @@ fn select<'k>(
                 continue;
             }
             let row = stmt
-                .query_row(params![&*key.call_id, key.id.halves().1], read_row)
+                .query_row(params![&*key.call_id, key.id.low64()], read_row)
                 .optional()?;
             let stored = match row {
                 None => None,
@@ -974,7 +974,7 @@ fn write_outcome(
     let answer = outcome.fields().map(|_| blob);
     insert.execute(params![
         call_id,
-        key.halves().1,
+        key.low64(),
         outcome.status(),
         answer,
         failure.and_then(|f| f.http_status),

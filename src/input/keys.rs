@@ -1,6 +1,7 @@
 //! Finding the four key columns in an input's schema, and reading each row's key.
 
-use arrow_array::RecordBatch;
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, RecordBatch};
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use arrow_schema::{DataType, Schema};
 
@@ -108,30 +109,42 @@ impl KeyColumns {
     /// The key of every row of `batch`.
     pub fn extract(&self, batch: &RecordBatch) -> Vec<RowKey> {
         let options = FormatOptions::default().with_null("");
-        let fmt = |c: &Column| {
+        // Text columns (every CSV column) are read as they are; others are formatted.
+        let read = |c: &Column| {
             c.index.map(|i| {
-                ArrayFormatter::try_new(batch.column(i).as_ref(), &options)
-                    .expect("key column types are checked when the input is opened")
+                let array = batch.column(i).as_ref();
+                match array.as_string_opt::<i32>() {
+                    Some(text) => Cells::Text(text),
+                    None => Cells::Formatted(
+                        ArrayFormatter::try_new(array, &options)
+                            .expect("key column types are checked when the input is opened"),
+                    ),
+                }
             })
         };
         let cols = [
-            (&self.call_id, fmt(&self.call_id), "callId"),
-            (&self.user_id, fmt(&self.user_id), "userId"),
-            (&self.tenant_id, fmt(&self.tenant_id), "tenantId"),
-            (&self.agent_id, fmt(&self.agent_id), "agentId"),
+            (&self.call_id, read(&self.call_id), "callId"),
+            (&self.user_id, read(&self.user_id), "userId"),
+            (&self.tenant_id, read(&self.tenant_id), "tenantId"),
+            (&self.agent_id, read(&self.agent_id), "agentId"),
         ];
         let mut out = Vec::with_capacity(batch.num_rows());
         let mut cell = String::new();
         for row in 0..batch.num_rows() {
             let mut values: [Box<str>; 4] = Default::default();
             let mut missing = None;
-            for (slot, (column, formatter, name)) in values.iter_mut().zip(&cols) {
+            for (slot, (column, cells, name)) in values.iter_mut().zip(&cols) {
                 cell.clear();
-                if let Some(f) = formatter {
-                    use std::fmt::Write;
-                    let _ = write!(cell, "{}", f.value(row));
-                }
-                let mut value = cell.trim();
+                let text = match cells {
+                    Some(Cells::Text(t)) if t.is_valid(row) => t.value(row),
+                    Some(Cells::Text(_)) | None => "",
+                    Some(Cells::Formatted(f)) => {
+                        use std::fmt::Write;
+                        let _ = write!(cell, "{}", f.value(row));
+                        &cell
+                    }
+                };
+                let mut value = text.trim();
                 if value.is_empty() {
                     value = column.default.as_deref().unwrap_or("");
                 }
@@ -151,6 +164,12 @@ impl KeyColumns {
         }
         out
     }
+}
+
+/// A key column of one batch, as read.
+enum Cells<'a> {
+    Text(&'a arrow_array::StringArray),
+    Formatted(ArrayFormatter<'a>),
 }
 
 enum Located {
