@@ -475,26 +475,29 @@ impl Store {
         &self,
         keys: impl IntoIterator<Item = &'k CallKey>,
     ) -> Result<Vec<Hit>, StoreError> {
+        // Memory first, for every key, and only then the file. A record leaves `pending`
+        // once it is committed, so a key not pending now is in any snapshot taken after
+        // now: the read transaction's snapshot starts after this pass, never before it.
+        let mut found: Vec<Hit> = Vec::new();
+        let mut ask: Vec<(usize, &CallKey)> = Vec::new();
+        for key in keys {
+            // Put by this run and not yet committed: answered from memory.
+            if let Some(pending) = self.pending(key.id) {
+                found.push(Some((pending, Found::ThisRun)));
+                continue;
+            }
+            // Never put, and the file had nothing when opened: not in it.
+            if !self.seen.as_ref().is_some_and(|s| !s.may_have(key.id)) {
+                ask.push((found.len(), key));
+            }
+            found.push(None);
+        }
         let conn = self.reader.lock().unwrap();
-        let mut found = Vec::new();
+        let rows = select(&conn, &self.path, ask.iter().map(|(_, k)| *k))?;
         let (ttl, now) = (self.ttl(), now_ms());
-        select(&conn, &self.path, keys, |key, row| {
-            let Some(row) = row else {
-                // Put by this run and not yet committed: answered from memory.
-                if let Some(pending) = self.pending(key.id) {
-                    found.push(Some((pending, Found::ThisRun)));
-                    return Some(());
-                }
-                // Never put, and the file had nothing when opened: not in it.
-                if self.seen.as_ref().is_some_and(|s| !s.may_have(key.id)) {
-                    found.push(None);
-                    return Some(());
-                }
-                return None;
-            };
-            found.push(row.and_then(|r| reusable(r, self.run, ttl, now)));
-            Some(())
-        })?;
+        for ((at, _), row) in ask.into_iter().zip(rows) {
+            found[at] = row.and_then(|r| reusable(r, self.run, ttl, now));
+        }
         Ok(found)
     }
 
@@ -587,28 +590,25 @@ impl Peek {
         &self,
         keys: impl IntoIterator<Item = &'k CallKey>,
     ) -> Result<Vec<bool>, StoreError> {
-        let mut found = Vec::new();
         let ttl = match self.role {
             Role::Cache(ttl) => Some(ttl),
             Role::Journal => None,
         };
         let now = now_ms();
-        select(&self.conn, &self.path, keys, |_, row| {
-            found.push(row?.and_then(|r| reusable(r, 0, ttl, now)).is_some());
-            Some(())
-        })?;
-        Ok(found)
+        Ok(select(&self.conn, &self.path, keys)?
+            .into_iter()
+            .map(|row| row.and_then(|r| reusable(r, 0, ttl, now)).is_some())
+            .collect())
     }
 }
 
-/// The outcome SELECT for each key. `each` is first called with `None`, and returns `Some`
-/// when it answered the key from memory; otherwise it is called again with the row read.
+/// Each key's stored row, all read in one transaction (one set of file locks, not one per
+/// key).
 fn select<'k>(
     conn: &Connection,
     path: &Path,
     keys: impl IntoIterator<Item = &'k CallKey>,
-    mut each: impl FnMut(&CallKey, Option<Option<Stored>>) -> Option<()>,
-) -> Result<(), StoreError> {
+) -> Result<Vec<Option<Stored>>, StoreError> {
     let name = path.display().to_string();
     let err = sqlite_error(&name);
     let mut stmt = conn
@@ -622,13 +622,10 @@ fn select<'k>(
         .map_err(&err)?;
     // Interned texts met in this batch: a skill's name is read once, not per row.
     let mut texts: HashMap<u64, Option<String>> = HashMap::new();
-    // One read transaction for them all, not one (and its file locks) per key.
     conn.execute_batch("BEGIN").map_err(&err)?;
     let read = (|| {
+        let mut found = Vec::new();
         for key in keys {
-            if each(key, None).is_some() {
-                continue;
-            }
             let row = stmt
                 .query_row(params![&*key.call_id, key.id.low64()], read_row)
                 .optional()?;
@@ -647,12 +644,15 @@ fn select<'k>(
                         .clone()
                 })?),
             };
-            each(key, Some(stored));
+            found.push(stored);
         }
-        Ok(())
+        Ok(found)
     })();
     let ended = conn.execute_batch("COMMIT");
-    read.and(ended).map_err(&err)
+    match (read, ended) {
+        (Ok(found), Ok(())) => Ok(found),
+        (Err(e), _) | (_, Err(e)) => Err(err(e)),
+    }
 }
 
 /// A row of the table.

@@ -384,7 +384,12 @@ fn a_glob_over_a_bucket_into_a_prefix() {
         &[],
     ));
     assert_eq!(run.code, 0, "{run:?}");
-    assert_eq!(sim.stat("lookup_requests"), 2500, "lookups = distinct keys");
+    assert_eq!(
+        sim.stat("lookup_requests"),
+        2500,
+        "lookups = distinct keys: {run:?} {}",
+        sim.stats()
+    );
     let keys = s3.keys("calls");
     let outputs: Vec<_> = keys.iter().filter(|k| k.starts_with("enriched/")).collect();
     assert_eq!(outputs.len(), 48, "{outputs:?}");
