@@ -487,7 +487,7 @@ impl Store {
                 continue;
             }
             // Never put, and the file had nothing when opened: not in it.
-            if !self.seen.as_ref().is_some_and(|s| !s.may_have(key.id)) {
+            if self.seen.as_ref().is_none_or(|s| s.may_have(key.id)) {
                 ask.push((found.len(), key));
             }
             found.push(None);
