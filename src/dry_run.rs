@@ -8,7 +8,8 @@ use std::collections::HashSet;
 use crate::config::Job;
 use crate::input::{KeySpec, Reader};
 use crate::key::{CallKey, RowKey};
-use crate::output::{check_columns, Destination, Layout, Writer};
+use crate::output::{check_columns, Destination, Layout};
+use crate::outputs::writer_for;
 use crate::plan::Item;
 use crate::store::{Environment, Peek, Role, StoreError};
 use crate::{Error, Status};
@@ -111,14 +112,7 @@ fn count(
         match &item.output {
             Destination::Object(_) => check_columns(&reader.schema, layout)?,
             Destination::File(_) if many => check_columns(&reader.schema, layout)?,
-            _ => drop(Writer::create(
-                &item.output,
-                item.output_format,
-                &item.errors,
-                &reader.schema,
-                layout,
-                &None,
-            )?),
+            _ => drop(writer_for(item, &reader.schema, layout, &None)?),
         }
         count_one(
             &mut reader,

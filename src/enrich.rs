@@ -22,10 +22,8 @@ use crate::input::{Batch, Format, InputError, KeySpec, Read, Reader};
 use crate::journal::{Ending, Journal, Ledger};
 use crate::objects::{Bucket, ObjectUrl, UploadLog};
 use crate::outcome::LookupKind;
-use crate::output::{
-    check_columns, remove_leftovers, Destination, Layout, OutputError, Uploads, Writer,
-};
-use crate::outputs::{entries, write_all, Files, Outputs};
+use crate::output::{check_columns, remove_leftovers, Destination, Layout, OutputError, Uploads};
+use crate::outputs::{entries, write_all, writer_for, Files, Outputs};
 use crate::pace::Pacer;
 use crate::plan::Item;
 use crate::redis::{Redis, RedisCache, SharedQuota};
@@ -75,17 +73,9 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
     // files of the run that holds it. Only then are a killed run's leftovers cleared.
     let local = |d: &Destination| !matches!(d, Destination::Object(_));
     let mut first_writer = match (&inputs.first, items.as_slice()) {
-        (Some(reader), [item]) if local(&item.output) && local(&item.errors) => Some((
-            0,
-            Writer::create(
-                &item.output,
-                item.output_format,
-                &item.errors,
-                &reader.schema,
-                &Outputs::layout_for(&job.layout, item),
-                &None,
-            )?,
-        )),
+        (Some(reader), [item]) if local(&item.output) && local(&item.errors) => {
+            Some((0, writer_for(item, &reader.schema, &job.layout, &None)?))
+        }
         _ => None,
     };
     // The shared parts next: if one is unreachable, nothing of this run is left behind.
@@ -135,19 +125,9 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
         if let Some(&i) = pending.first() {
             let item = items[i].clone();
             let schema = inputs.schemas[i].clone();
-            let layout = Outputs::layout_for(&job.layout, &item);
+            let layout = job.layout.clone();
             let uploads: Uploads = Some(ledger.clone());
-            let w = blocking(move || {
-                Writer::create(
-                    &item.output,
-                    item.output_format,
-                    &item.errors,
-                    &schema,
-                    &layout,
-                    &uploads,
-                )
-            })
-            .await?;
+            let w = blocking(move || writer_for(&item, &schema, &layout, &uploads)).await?;
             first_writer = Some((i, w));
         }
     }

@@ -53,14 +53,6 @@ impl Outputs {
         }
     }
 
-    /// The layout for one item: its own CSV separator.
-    pub fn layout_for(layout: &Layout, item: &Item) -> Layout {
-        Layout {
-            delimiter: item.out_delimiter,
-            ..layout.clone()
-        }
-    }
-
     fn write(&mut self, done: Done) -> Result<(), OutputError> {
         if self.current.as_ref().map(|c| c.file) != Some(done.file) {
             self.complete_current()?;
@@ -71,14 +63,7 @@ impl Outputs {
                         w.abandon();
                     }
                     let item = &self.items[done.file];
-                    Writer::create(
-                        &item.output,
-                        item.output_format,
-                        &item.errors,
-                        &done.data.schema(),
-                        &Self::layout_for(&self.layout, item),
-                        &self.uploads,
-                    )?
+                    writer_for(item, &done.data.schema(), &self.layout, &self.uploads)?
                 }
             };
             self.current = Some(Current {
@@ -179,6 +164,28 @@ pub fn write_all(
         outputs.abandon();
         Ok(())
     }
+}
+
+/// The writer of one item's output and report, in the run's layout with the item's own CSV
+/// separator.
+pub fn writer_for(
+    item: &Item,
+    schema: &arrow_schema::SchemaRef,
+    layout: &Layout,
+    uploads: &Uploads,
+) -> Result<Writer, OutputError> {
+    let layout = Layout {
+        delimiter: item.out_delimiter,
+        ..layout.clone()
+    };
+    Writer::create(
+        &item.output,
+        item.output_format,
+        &item.errors,
+        schema,
+        &layout,
+        uploads,
+    )
 }
 
 /// Every item's entry, before anything is written.
