@@ -42,6 +42,7 @@ pub mod secret;
 pub mod sim;
 pub mod store;
 pub mod summary;
+pub mod text;
 
 use tokio_util::sync::CancellationToken;
 

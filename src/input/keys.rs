@@ -1,12 +1,11 @@
 //! Finding the four key columns in an input's schema, and reading each row's key.
 
-use arrow_array::cast::AsArray;
-use arrow_array::{Array, RecordBatch};
-use arrow_cast::display::{ArrayFormatter, FormatOptions};
+use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Schema};
 
 use super::InputError;
 use crate::key::{CallKey, RowKey};
+use crate::text::Text;
 
 /// What the user said about the key columns: an explicit name, or the aliases; and the
 /// value to use where a row has no such column or an empty cell.
@@ -108,18 +107,10 @@ impl KeyColumns {
 
     /// The key of every row of `batch`.
     pub fn extract(&self, batch: &RecordBatch) -> Vec<RowKey> {
-        let options = FormatOptions::default().with_null("");
-        // Text columns (every CSV column) are read as they are; others are formatted.
         let read = |c: &Column| {
             c.index.map(|i| {
-                let array = batch.column(i).as_ref();
-                match array.as_string_opt::<i32>() {
-                    Some(text) => Cells::Text(text),
-                    None => Cells::Formatted(
-                        ArrayFormatter::try_new(array, &options)
-                            .expect("key column types are checked when the input is opened"),
-                    ),
-                }
+                Text::new(batch.column(i).as_ref())
+                    .expect("key column types are checked when the input is opened")
             })
         };
         let cols = [
@@ -134,15 +125,9 @@ impl KeyColumns {
             let mut values: [Box<str>; 4] = Default::default();
             let mut missing = None;
             for (slot, (column, cells, name)) in values.iter_mut().zip(&cols) {
-                cell.clear();
                 let text = match cells {
-                    Some(Cells::Text(t)) if t.is_valid(row) => t.value(row),
-                    Some(Cells::Text(_)) | None => "",
-                    Some(Cells::Formatted(f)) => {
-                        use std::fmt::Write;
-                        let _ = write!(cell, "{}", f.value(row));
-                        &cell
-                    }
+                    Some(cells) => cells.get(row, &mut cell),
+                    None => "",
                 };
                 let mut value = text.trim();
                 if value.is_empty() {
@@ -164,12 +149,6 @@ impl KeyColumns {
         }
         out
     }
-}
-
-/// A key column of one batch, as read.
-enum Cells<'a> {
-    Text(&'a arrow_array::StringArray),
-    Formatted(ArrayFormatter<'a>),
 }
 
 enum Located {

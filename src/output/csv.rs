@@ -1,12 +1,10 @@
 //! Enriched rows as CSV: the input columns as read, then the added columns.
 
-use arrow_array::cast::AsArray;
-use arrow_array::Array;
-use arrow_cast::display::{ArrayFormatter, FormatOptions};
-use arrow_schema::{DataType, SchemaRef};
+use arrow_schema::SchemaRef;
 
 use super::columns::{Selection, Value};
 use super::{Done, Layout, OutputError, Sink};
+use crate::text::Text;
 
 pub(super) struct CsvRows {
     writer: csv::Writer<Sink>,
@@ -31,11 +29,10 @@ impl CsvRows {
         layout: &Layout,
         name: &str,
     ) -> Result<CsvRows, OutputError> {
-        // A column Arrow cannot print is found now, before any lookup is paid for.
-        let options = FormatOptions::default();
+        // A column that cannot be printed is found now, before any lookup is paid for.
         for field in schema.fields() {
             let empty = arrow_array::new_empty_array(field.data_type());
-            let checked = ArrayFormatter::try_new(empty.as_ref(), &options).map(|_| ());
+            let checked = Text::new(empty.as_ref()).map(|_| ());
             if let Err(e) = checked {
                 return Err(OutputError::Io {
                     file: name.to_owned(),
@@ -64,21 +61,15 @@ impl CsvRows {
     }
 
     pub(super) fn write(&mut self, done: &Done, name: &str) -> Result<(), OutputError> {
-        let options = FormatOptions::default().with_null("");
-        // Text columns (every column of a CSV input) are copied as they are; other Arrow
-        // types (from Parquet) are printed by Arrow's own formatter.
         let cells = done
             .data
             .columns()
             .iter()
-            .map(|a| match a.data_type() {
-                DataType::Utf8 => Ok(Cell::Text(a.as_string::<i32>())),
-                _ => ArrayFormatter::try_new(a.as_ref(), &options).map(Cell::Formatted),
-            })
-            .collect::<Result<Vec<Cell>, _>>()
+            .map(|a| Text::new(a.as_ref()))
+            .collect::<Result<Vec<Text>, _>>()
             .map_err(|e| OutputError::Io {
                 file: name.to_owned(),
-                source: std::io::Error::other(format!("cannot print a column as text: {e}")),
+                source: std::io::Error::other(e.to_string()),
             })?;
         let mut text = String::new();
         let mut int_buf = itoa::Buffer::new();
@@ -86,16 +77,7 @@ impl CsvRows {
         let w = &mut self.writer;
         for (row, outcome) in done.outcomes.iter().enumerate() {
             for cell in &cells {
-                match cell {
-                    Cell::Text(a) if a.is_null(row) => w.write_field("").map_err(err)?,
-                    Cell::Text(a) => w.write_field(a.value(row)).map_err(err)?,
-                    Cell::Formatted(f) => {
-                        use std::fmt::Write;
-                        text.clear();
-                        let _ = write!(text, "{}", f.value(row));
-                        w.write_field(&text).map_err(err)?;
-                    }
-                }
+                w.write_field(cell.get(row, &mut text)).map_err(err)?;
             }
             for column in &self.columns.columns {
                 match column.value(outcome) {
@@ -123,9 +105,4 @@ fn write_int(w: &mut csv::Writer<Sink>, buf: &mut itoa::Buffer, v: Option<i64>) 
         Some(v) => w.write_field(buf.format(v)),
         None => w.write_field(""),
     }
-}
-
-enum Cell<'a> {
-    Text(&'a arrow_array::StringArray),
-    Formatted(ArrayFormatter<'a>),
 }
