@@ -131,6 +131,17 @@ pub struct Shutdown {
     pub now: CancellationToken,
 }
 
+/// Run one command to its end on `runtime`. Not generic, and here rather than in `main.rs`:
+/// a `block_on` of `run`'s future written in the binary crate compiled the whole command's
+/// state machine a second time there, 25 s of every release build.
+pub fn block_on(
+    runtime: &tokio::runtime::Runtime,
+    cli: Cli,
+    shutdown: Shutdown,
+) -> Result<Status, Error> {
+    runtime.block_on(run(cli, shutdown))
+}
+
 /// Run one command.
 pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<Status, Error> {
     match cli.command {

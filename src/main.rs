@@ -30,10 +30,8 @@ fn main() -> ExitCode {
         }
     };
     let shutdown = Shutdown::default();
-    let result = runtime.block_on(async {
-        tokio::spawn(watch_signals(shutdown.clone()));
-        callinfo::run(cli, shutdown).await
-    });
+    runtime.spawn(watch_signals(shutdown.clone()));
+    let result = callinfo::block_on(&runtime, cli, shutdown);
     // A reader blocked on stdin must not hold the exit.
     runtime.shutdown_timeout(Duration::from_secs(1));
     match result {
