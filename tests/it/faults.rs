@@ -1,12 +1,13 @@
 //! The fault matrix beyond single rows: a long soak under mixed faults, a flaky token
-//! endpoint, broken Parquet, a float call-ID column, and a disk that fills up mid-run.
+//! endpoint, broken Parquet, a float call-ID column, a column CSV cannot hold, and a disk
+//! that fills up mid-run.
 
 use std::fs::File;
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
-use arrow_array::{Float64Array, StringArray};
-use arrow_schema::{DataType, Field, Schema};
+use arrow_array::{Float64Array, IntervalDayTimeArray, StringArray};
+use arrow_schema::{DataType, Field, IntervalUnit, Schema};
 use parquet::arrow::ArrowWriter;
 
 use crate::csv_io::expected_cells;
@@ -149,4 +150,50 @@ fn a_full_disk_mid_run_is_fatal_and_leaves_nothing_under_the_final_name() {
     let files = wd.files();
     assert!(!files.contains(&"out.csv".to_string()), "{files:?}");
     assert!(!files.iter().any(|f| f.ends_with(".tmp")), "{files:?}");
+}
+
+/// A Parquet column with no text form stops a CSV output before any lookup is paid for,
+/// naming the column and what to do; the same file written as Parquet goes through.
+#[test]
+fn a_column_with_no_text_form_is_refused_for_csv_output_before_any_lookup() {
+    use arrow_array::types::IntervalDayTime;
+    let sim = Sim::start(&[]);
+    let wd = Workdir::new();
+    let n = 20;
+    let batch = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("callId", DataType::Utf8, false),
+            Field::new("span", DataType::Interval(IntervalUnit::DayTime), false),
+        ])),
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                (0..n).map(|i| format!("1652317325-{i}")),
+            )),
+            Arc::new(IntervalDayTimeArray::from(vec![
+                IntervalDayTime::new(1, 500);
+                n
+            ])),
+        ],
+    )
+    .unwrap();
+    let path = wd.path("spans.parquet");
+    let mut w = ArrowWriter::try_new(File::create(&path).unwrap(), batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let keys = ["--tenant-id", "t", "--user-id", "u", "--agent-id", "a"];
+    let run = enrich(&sim, &path, &wd.path("o.csv"), &keys);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains(
+            "column `span` (Interval(DayTime)) cannot be written as CSV text: \
+             Interval(DayTime) has no text form here; write Parquet instead"
+        ),
+        "{run:?}"
+    );
+    assert!(!wd.path("o.csv").exists());
+    assert_eq!(sim.stat("lookup_requests"), 0);
+
+    let run = enrich(&sim, &path, &wd.path("o.parquet"), &keys);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(sim.stat("lookup_requests"), n as u64);
 }
