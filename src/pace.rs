@@ -21,6 +21,10 @@ use crate::redis::{RedisError, SharedQuota};
 /// per 1.015 s: a server counting arrivals then sees at most `rate` in any second even when
 /// one request reaches it up to 15 ms later than the next (a loaded server, the network).
 const SPACING_MARGIN: f64 = 1.015;
+/// The shared window (`--shared-quota`) counts `rate` grants per 1.03 s: its grants go to
+/// several processes, any of which a loaded machine may pause between grant and send, so
+/// one may arrive later than another's next grant by more than 15 ms (seen in CI: one 429).
+const SHARED_MARGIN: f64 = 1.03;
 /// A throttled pace is set this far below the rate the server was seen to accept.
 const BACKOFF_FACTOR: f64 = 0.95;
 /// 429s answering requests sent in the same burst are one signal: cut at most this often.
@@ -143,7 +147,7 @@ impl Pacer {
             (c.cap, c.span, s.throttled)
         };
         shared.publish_pace(pace).await;
-        shared.admit(cap, span).await
+        shared.admit(cap, span.mul_f64(SHARED_MARGIN / SPACING_MARGIN)).await
     }
 
     async fn wait(&self, first: bool) {
