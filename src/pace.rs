@@ -147,7 +147,9 @@ impl Pacer {
             (c.cap, c.span, s.throttled)
         };
         shared.publish_pace(pace).await;
-        shared.admit(cap, span.mul_f64(SHARED_MARGIN / SPACING_MARGIN)).await
+        shared
+            .admit(cap, span.mul_f64(SHARED_MARGIN / SPACING_MARGIN))
+            .await
     }
 
     async fn wait(&self, first: bool) {
