@@ -15,7 +15,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::temporal_conversions as tc;
 use arrow_array::timezone::Tz;
 use arrow_array::types::*;
-use arrow_array::{Array, ArrowPrimitiveType};
+use arrow_array::{Array, ArrowPrimitiveType, GenericListArray, OffsetSizeTrait};
 use arrow_buffer::NullBuffer;
 use arrow_schema::{DataType, TimeUnit};
 use chrono::{SecondsFormat, TimeZone, Utc};
@@ -192,22 +192,8 @@ fn format(array: &dyn Array) -> Result<Format<'_>, Unsupported> {
         D::LargeBinary => hex(array.as_binary::<i64>(), |a, i| a.value(i)),
         D::BinaryView => hex(array.as_binary_view(), |a, i| a.value(i)),
         D::FixedSizeBinary(_) => hex(array.as_fixed_size_binary(), |a, i| a.value(i)),
-        D::List(_) => {
-            let a = array.as_list::<i32>();
-            let values = Text::new(a.values().as_ref())?;
-            Box::new(move |i, out| {
-                let o = a.value_offsets();
-                list(out, o[i] as usize..o[i + 1] as usize, &values)
-            })
-        }
-        D::LargeList(_) => {
-            let a = array.as_list::<i64>();
-            let values = Text::new(a.values().as_ref())?;
-            Box::new(move |i, out| {
-                let o = a.value_offsets();
-                list(out, o[i] as usize..o[i + 1] as usize, &values)
-            })
-        }
+        D::List(_) => offset_list(array.as_list::<i32>())?,
+        D::LargeList(_) => offset_list(array.as_list::<i64>())?,
         D::FixedSizeList(_, n) => {
             let a = array.as_fixed_size_list();
             let values = Text::new(a.values().as_ref())?;
@@ -342,6 +328,14 @@ fn hex<'a, A: 'a>(a: &'a A, value: fn(&'a A, usize) -> &'a [u8]) -> Format<'a> {
             let _ = write!(out, "{byte:02x}");
         }
     })
+}
+
+fn offset_list<O: OffsetSizeTrait>(a: &GenericListArray<O>) -> Result<Format<'_>, Unsupported> {
+    let values = Text::new(a.values().as_ref())?;
+    Ok(Box::new(move |i, out| {
+        let o = a.value_offsets();
+        list(out, o[i].as_usize()..o[i + 1].as_usize(), &values)
+    }))
 }
 
 fn list(out: &mut String, rows: std::ops::Range<usize>, values: &Text) {
