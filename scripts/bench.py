@@ -219,6 +219,7 @@ def rerun_and_cache(row):
 def cold_build(row):
     """`cargo build --release` into an empty target directory, crates already downloaded."""
     target = os.path.join(WORK, "cold-target")
+    shutil.rmtree(target, ignore_errors=True)  # left by a run that was cut off
     subprocess.run(["cargo", "fetch", "--quiet"], cwd=ROOT, check=True)
     start = time.monotonic()
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::api::auth::{AuthError, TokenProvider};
-use crate::api::client::{Client, Verdict};
+use crate::api::client::Verdict;
 use crate::backoff::Backoff;
 use crate::cli::CheckArgs;
 use crate::config::Api;
@@ -56,8 +56,7 @@ pub async fn run(args: CheckArgs) -> Result<Status, Error> {
         );
     }
 
-    let http = api::http_client(api.timeout, 1, api.ca_cert.as_deref())
-        .map_err(|e| Error::Setup(format!("cannot set up the HTTP client: {e}")))?;
+    let (http, client) = api::clients(&api, 1).map_err(Error::Setup)?;
     let tokens = Arc::new(TokenProvider::new(
         http.clone(),
         &api.base_url,
@@ -95,7 +94,6 @@ pub async fn run(args: CheckArgs) -> Result<Status, Error> {
         or_placeholder(&tenant_id),
         or_placeholder(&agent_id),
     );
-    let client = Client::new(http, &api.base_url, api.app_key.clone());
     let attempt = client.attempt(&key, &token).await;
     let status = attempt
         .status

@@ -154,7 +154,7 @@ impl Api {
             })?),
         };
         if let Some(pem) = &ca_cert {
-            let certs = reqwest::Certificate::from_pem_bundle(pem).unwrap_or_default();
+            let certs = crate::api::transport::pem_certificates(pem);
             if certs.is_empty() {
                 return Err(ConfigError::CaCert {
                     path: args.ca_cert.unwrap_or_default().display().to_string(),

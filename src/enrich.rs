@@ -12,7 +12,6 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::auth::TokenProvider;
-use crate::api::client::Client;
 use crate::backoff::Backoff;
 use crate::config::Job;
 use crate::engine::memo::Cache;
@@ -155,8 +154,7 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
 
     let pacer = Arc::new(Pacer::shared(job.rate, shared));
     let backoff = Backoff::new(job.max_retries);
-    let http = api::http_client(job.api.timeout, job.concurrency, job.api.ca_cert.as_deref())
-        .map_err(|e| Error::Setup(format!("cannot set up the HTTP client: {e}")))?;
+    let (http, client) = api::clients(&job.api, job.concurrency).map_err(Error::Setup)?;
     let tokens = Arc::new(TokenProvider::new(
         http.clone(),
         &job.api.base_url,
@@ -174,7 +172,7 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
     let engine = Engine {
         shared: Shared::new(
             Lookups {
-                client: Client::new(http, &job.api.base_url, job.api.app_key.clone()),
+                client,
                 tokens: tokens.clone(),
                 pacer: pacer.clone(),
                 backoff,

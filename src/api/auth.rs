@@ -323,13 +323,13 @@ impl TokenProvider {
             .json(&body)
             .send()
             .await
-            .map_err(|e| FetchError::transient(super::client::describe(&e), None))?;
+            .map_err(|e| FetchError::transient(super::transport::describe_reqwest(&e), None))?;
         let status = response.status().as_u16();
         let retry_after = super::client::retry_after(response.headers());
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| FetchError::transient(super::client::describe(&e), None))?;
+            .map_err(|e| FetchError::transient(super::transport::describe_reqwest(&e), None))?;
         match status {
             200 => {}
             400 | 401 | 403 => {

@@ -1,14 +1,15 @@
 //! One lookup request and its classification: every HTTP outcome becomes exactly one
 //! [`Verdict`] here, and nowhere else. Retries, pacing and files are not this module's job.
 
-use std::error::Error as _;
 use std::time::{Duration, SystemTime};
 
-use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
 use serde_json::value::RawValue;
 
 use crate::api::auth::Token;
-use crate::api::model::{LookupAnswer, LookupRequest, APP_KEY_HEADER, LOOKUP_PATH};
+use crate::api::model::{LookupAnswer, LookupRequest, LOOKUP_PATH};
+use crate::api::transport::{Failed, Target, Transport};
+use crate::config::Api;
 use crate::key::CallKey;
 use crate::outcome::{Fields, LookupKind};
 
@@ -37,28 +38,34 @@ pub enum Verdict {
 }
 
 pub struct Client {
-    http: reqwest::Client,
-    /// Parsed once: parsing a URL string per request showed in profiles.
-    url: reqwest::Url,
-    /// Likewise the header that does not change.
+    transport: Transport,
+    target: Target,
+    /// Made once: the header that does not change.
     app_key: HeaderValue,
 }
 
 impl Client {
-    /// `base_url` has been checked by `config`, so the joined URL parses.
-    pub fn new(http: reqwest::Client, base_url: &str, app_key: String) -> Client {
-        let url = format!("{base_url}{LOOKUP_PATH}");
-        let mut app_key = HeaderValue::try_from(app_key).unwrap_or(HeaderValue::from_static(""));
+    /// `api.base_url` has been checked by `config`, so the joined URL parses.
+    pub fn new(
+        proxied: reqwest::Client,
+        tls: rustls::ClientConfig,
+        api: &Api,
+        pool: usize,
+    ) -> Client {
+        let target = Target::parse(&format!("{}{LOOKUP_PATH}", api.base_url))
+            .expect("a checked base URL plus a fixed path");
+        let mut app_key =
+            HeaderValue::try_from(api.app_key.as_str()).unwrap_or(HeaderValue::from_static(""));
         app_key.set_sensitive(true);
         Client {
-            http,
-            url: reqwest::Url::parse(&url).expect("a checked base URL plus a fixed path"),
+            transport: Transport::new(&target, proxied, tls, api.timeout, pool),
+            target,
             app_key,
         }
     }
 
     pub fn url(&self) -> &str {
-        self.url.as_str()
+        self.target.as_str()
     }
 
     pub async fn attempt(&self, key: &CallKey, token: &Token) -> Attempt {
@@ -70,46 +77,29 @@ impl Client {
         };
         let body = serde_json::to_vec(&body).expect("four strings serialize");
         let sent = self
-            .http
-            .post(self.url.clone())
-            .header(AUTHORIZATION, token.bearer().clone())
-            .header(APP_KEY_HEADER, self.app_key.clone())
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .body(body)
-            .send()
+            .transport
+            .post(&self.target, token.bearer(), &self.app_key, body)
             .await;
-        let response = match sent {
-            Ok(r) => r,
-            Err(e) => return transport_failure(&e),
-        };
-        let status = response.status().as_u16();
-        let retry_after = retry_after(response.headers());
-        let bytes = match response.bytes().await {
-            Ok(b) => b,
-            Err(e) => {
-                let mut a = transport_failure(&e);
-                a.status = Some(status);
-                return a;
-            }
-        };
-        Attempt {
-            verdict: classify(status, &bytes, &key.call_id),
-            status: Some(status),
-            retry_after,
+        match sent {
+            Ok(reply) => Attempt {
+                verdict: classify(reply.status, &reply.body, &key.call_id),
+                status: Some(reply.status),
+                retry_after: retry_after(&reply.headers),
+            },
+            Err(Failed::Timeout { status }) => Attempt {
+                verdict: Verdict::Transient(
+                    LookupKind::Timeout,
+                    "no answer within --timeout".into(),
+                ),
+                status,
+                retry_after: None,
+            },
+            Err(Failed::Network { status, message }) => Attempt {
+                verdict: Verdict::Transient(LookupKind::Network, message),
+                status,
+                retry_after: None,
+            },
         }
-    }
-}
-
-fn transport_failure(e: &reqwest::Error) -> Attempt {
-    let verdict = if e.is_timeout() {
-        Verdict::Transient(LookupKind::Timeout, "no answer within --timeout".into())
-    } else {
-        Verdict::Transient(LookupKind::Network, describe(e))
-    };
-    Attempt {
-        verdict,
-        status: None,
-        retry_after: None,
     }
 }
 
@@ -319,48 +309,6 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         );
     }
     Some(wait)
-}
-
-/// A transport error in a few words, from the innermost cause ("connection refused"),
-/// without the request's URL or headers, and what to check.
-pub fn describe(e: &reqwest::Error) -> String {
-    let what = if e.is_connect() {
-        "cannot connect"
-    } else if e.is_body() || e.is_decode() {
-        "connection lost while reading the answer"
-    } else {
-        "request failed"
-    };
-    let mut cause = e.source();
-    while let Some(inner) = cause.and_then(|c| c.source()) {
-        cause = Some(inner);
-    }
-    match cause {
-        Some(c) => {
-            let c = c.to_string();
-            format!("{what}: {c}{}", hint(&c))
-        }
-        None => what.to_owned(),
-    }
-}
-
-/// What to check for a transport failure, where its cause says.
-fn hint(cause: &str) -> &'static str {
-    let lower = cause.to_ascii_lowercase();
-    if lower.contains("invalidcontenttype") || lower.contains("corrupt message") {
-        "; the server answered in plain HTTP, not TLS: use http:// in --base-url"
-    } else if lower.contains("certificate") || lower.contains("tls") {
-        "; TLS: the server's certificate is not trusted by this machine (see --ca-cert)"
-    } else if lower.contains("refused") {
-        "; nothing listens there: check the host and port of --base-url"
-    } else if lower.contains("dns") || lower.contains("resolve") || lower.contains("lookup address")
-    {
-        "; DNS: the host name does not resolve"
-    } else if lower.contains("proxy") {
-        "; check HTTPS_PROXY / NO_PROXY"
-    } else {
-        ""
-    }
 }
 
 #[cfg(test)]

@@ -205,6 +205,26 @@ fn requests_go_through_the_proxy_from_the_environment() {
 }
 
 #[test]
+fn a_host_in_no_proxy_is_reached_directly() {
+    // The proxy named is a port nothing listens on, so only requests that bypass it (the
+    // token's, through reqwest, and the lookups', through hyper) can succeed.
+    let sim = Sim::start(&[]);
+    let wd = Workdir::new();
+    let input = wd.write("in.csv", calls_csv(&ids("x", 3)));
+    let mut cmd = callinfo(Some(&sim));
+    cmd.env("HTTP_PROXY", "http://127.0.0.1:1")
+        .env("NO_PROXY", "127.0.0.1")
+        .env_remove("no_proxy")
+        .args(["enrich", "--rate", "0"])
+        .arg(&input)
+        .arg(wd.path("out.csv"));
+    let r = run(cmd);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(sim.stat("lookup_requests"), 3);
+    assert_eq!(read_csv(&wd.path("out.csv")).len(), 4);
+}
+
+#[test]
 fn demo_runs_the_sample_against_its_own_simulator() {
     let wd = Workdir::new();
     let mut cmd = callinfo(None);
