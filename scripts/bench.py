@@ -17,6 +17,7 @@ aiolimiter` (done here if missing).
 """
 
 import json
+import statistics
 import os
 import platform
 import re
@@ -35,6 +36,7 @@ N_QUOTA = 1_000 if QUICK else 3_000
 N_LATENCY = 2_000 if QUICK else 5_000
 N_MEM = (200_000, 1_000_000) if QUICK else (1_000_000, 5_000_000)
 N_CPU = 10_000 if QUICK else 100_000
+REPS = 1 if QUICK else 3
 N_TAIL = 3_000
 N_S3 = 20_000 if QUICK else 100_000
 N_RERUN = 100_000 if QUICK else 1_000_000
@@ -294,10 +296,16 @@ def main():
     if want("speed"):
         speed_in = gen(N_SPEED, os.path.join(WORK, "speed.csv"))
         with Sim() as sim:
-            wrk_cpu = []
-            ceiling = wrk_ceiling(sim, 64, wrk_cpu)
-            ours = callinfo(sim, speed_in, os.path.join(WORK, "out.parquet"), "--rate", "0",
-                            "--concurrency", "64")
+            # wrk and callinfo taken turns, REPS times, and the median of each: on a shared
+            # machine one run of either can land in a slow second.
+            wrk_cpu, ceilings, runs = [], [], []
+            for _ in range(REPS):
+                ceilings.append(wrk_ceiling(sim, 64, wrk_cpu))
+                runs.append(callinfo(sim, speed_in, os.path.join(WORK, "out.parquet"),
+                                     "--rate", "0", "--concurrency", "64"))
+            ceiling = statistics.median(ceilings)
+            ours = sorted(runs, key=lambda r: r["cpu"])[len(runs) // 2]
+            wrk_per_request = statistics.median(wrk_cpu)
             theirs = peer(sim, speed_in, os.path.join(WORK, "peer.csv"), "--rate", "1000000",
                           "--concurrency", "64")
         row("ceiling", f"{ours['rows_s'] / ceiling:.2f}", ">= 0.7",
@@ -309,8 +317,9 @@ def main():
             f"{theirs['cpu'] / N_SPEED * 1e6:.0f} us user+sys per row")
         per_row = ours['cpu'] / N_SPEED * 1e6
         row("CPU per row", f"{per_row:.1f} us", "<= 25 us",
-            f"user+sys, {N_SPEED} rows CSV->Parquet, 64 in flight; {per_row / (wrk_cpu[0] * 1e6):.1f}x "
-            f"wrk's {wrk_cpu[0] * 1e6:.1f} us per request, py_enrich "
+            f"user+sys, {N_SPEED} rows CSV->Parquet, 64 in flight, median of {REPS}; "
+            f"{per_row / (wrk_per_request * 1e6):.1f}x wrk's {wrk_per_request * 1e6:.1f} us per "
+            f"request, py_enrich "
             f"{theirs['cpu'] / N_SPEED * 1e6:.0f} us")
 
     if want("quota"):
