@@ -53,7 +53,7 @@ impl Client {
         pool: usize,
     ) -> Client {
         let target = Target::parse(&format!("{}{LOOKUP_PATH}", api.base_url))
-            .expect("a checked base URL plus a fixed path");
+            .expect("a checked base URL plus a fixed path, as normalised by url, is a URI");
         let mut app_key =
             HeaderValue::try_from(api.app_key.as_str()).unwrap_or(HeaderValue::from_static(""));
         app_key.set_sensitive(true);

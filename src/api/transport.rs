@@ -49,11 +49,12 @@ pub struct Target {
 }
 
 impl Target {
+    /// The request URI is read from the URL as normalised (an IDN host in punycode, odd
+    /// characters percent-encoded), which is what reqwest would send too.
     pub fn parse(url: &str) -> Option<Target> {
-        Some(Target {
-            url: reqwest::Url::parse(url).ok()?,
-            uri: url.parse().ok()?,
-        })
+        let url = reqwest::Url::parse(url).ok()?;
+        let uri = url.as_str().parse().ok()?;
+        Some(Target { url, uri })
     }
 
     pub fn as_str(&self) -> &str {
@@ -301,5 +302,19 @@ fn hint(cause: &str) -> &'static str {
         "; check HTTPS_PROXY / NO_PROXY"
     } else {
         ""
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_as_normalised() {
+        let t = Target::parse("https://例え.jp/a b/x").unwrap();
+        assert_eq!(t.uri.host(), Some("xn--r8jz45g.jp"));
+        assert_eq!(t.uri.path(), "/a%20b/x");
+        assert_eq!(t.as_str(), "https://xn--r8jz45g.jp/a%20b/x");
+        assert!(Target::parse("http://127.0.0.1:8080/p").is_some());
     }
 }

@@ -225,6 +225,25 @@ fn a_host_in_no_proxy_is_reached_directly() {
 }
 
 #[test]
+fn an_international_host_name_is_sent_in_punycode_not_refused() {
+    // The lookup's request line is built from the URL as normalised; built from the text as
+    // typed, a non-ASCII host made the run panic (exit 101) before any request.
+    let wd = Workdir::new();
+    let input = wd.write("in.csv", calls_csv(&ids("x", 1)));
+    let mut cmd = callinfo(None);
+    cmd.env("CEC_BASE_URL", "http://例え.invalid")
+        .env("CEC_APP_KEY", "demo")
+        .env("CEC_APP_SECRET", "demo")
+        .args(["enrich", "--max-retries", "0"])
+        .arg(&input)
+        .arg(wd.path("out.csv"));
+    let r = run(cmd);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("cannot get a token"), "{r:?}");
+    assert!(!r.stderr.contains("panicked"), "{r:?}");
+}
+
+#[test]
 fn demo_runs_the_sample_against_its_own_simulator() {
     let wd = Workdir::new();
     let mut cmd = callinfo(None);
