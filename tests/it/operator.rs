@@ -183,23 +183,34 @@ fn completions_and_man_page() {
     );
 }
 
+/// Three rows enriched against `sim` with no `NO_PROXY` but what `env` sets.
+fn enrich_three_with(sim: &Sim, env: &[(&str, &str)]) -> (Run, Workdir) {
+    let wd = Workdir::new();
+    let input = wd.write("in.csv", calls_csv(&ids("x", 3)));
+    let mut cmd = callinfo(Some(sim));
+    cmd.env_remove("NO_PROXY").env_remove("no_proxy");
+    for (name, value) in env {
+        cmd.env(name, value);
+    }
+    cmd.args(["enrich", "--rate", "0"])
+        .arg(&input)
+        .arg(wd.path("out.csv"));
+    (run(cmd), wd)
+}
+
 #[test]
 fn requests_go_through_the_proxy_from_the_environment() {
     // The simulator doubles as the proxy: a plain-HTTP proxy receives absolute-form
     // requests, which it routes by path. The base URL's host does not even resolve, so the
     // run can only succeed through the proxy.
     let sim = Sim::start(&[]);
-    let wd = Workdir::new();
-    let input = wd.write("in.csv", calls_csv(&ids("x", 3)));
-    let mut cmd = callinfo(Some(&sim));
-    cmd.env("CEC_BASE_URL", "http://cec.proxy-test.invalid")
-        .env("HTTP_PROXY", &sim.url)
-        .env_remove("NO_PROXY")
-        .env_remove("no_proxy")
-        .args(["enrich", "--rate", "0"])
-        .arg(&input)
-        .arg(wd.path("out.csv"));
-    let r = run(cmd);
+    let (r, _wd) = enrich_three_with(
+        &sim,
+        &[
+            ("CEC_BASE_URL", "http://cec.proxy-test.invalid"),
+            ("HTTP_PROXY", &sim.url),
+        ],
+    );
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(sim.stat("lookup_requests"), 3);
 }
@@ -209,16 +220,13 @@ fn a_host_in_no_proxy_is_reached_directly() {
     // The proxy named is a port nothing listens on, so only requests that bypass it (the
     // token's, through reqwest, and the lookups', through hyper) can succeed.
     let sim = Sim::start(&[]);
-    let wd = Workdir::new();
-    let input = wd.write("in.csv", calls_csv(&ids("x", 3)));
-    let mut cmd = callinfo(Some(&sim));
-    cmd.env("HTTP_PROXY", "http://127.0.0.1:1")
-        .env("NO_PROXY", "127.0.0.1")
-        .env_remove("no_proxy")
-        .args(["enrich", "--rate", "0"])
-        .arg(&input)
-        .arg(wd.path("out.csv"));
-    let r = run(cmd);
+    let (r, wd) = enrich_three_with(
+        &sim,
+        &[
+            ("HTTP_PROXY", "http://127.0.0.1:1"),
+            ("NO_PROXY", "127.0.0.1"),
+        ],
+    );
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(sim.stat("lookup_requests"), 3);
     assert_eq!(read_csv(&wd.path("out.csv")).len(), 4);
