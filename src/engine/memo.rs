@@ -59,7 +59,11 @@ enum Known {
     Unknown,
     /// Recorded by this run: the row shares an earlier row's lookup.
     ThisRun(Arc<Outcome>),
-    Journal(Arc<Outcome>),
+    /// From an earlier run; `claimed` if the read marked it as this run's already.
+    Journal {
+        outcome: Arc<Outcome>,
+        claimed: bool,
+    },
     Cache(Arc<Outcome>),
 }
 
@@ -130,11 +134,13 @@ impl Memo {
                     Stats::bump(&stats.deduplicated);
                     outcome
                 }
-                // Recorded again for this run, so that later rows with the key count as
-                // duplicates and a rerun answers them from the journal alone.
-                Known::Journal(outcome) => {
+                // Recorded again for this run unless the read claimed it, so that later rows
+                // with the key count as duplicates.
+                Known::Journal { outcome, claimed } => {
                     Stats::bump(&stats.from_journal);
-                    self.journal.put(key, &outcome).await;
+                    if !claimed {
+                        self.journal.put(key, &outcome).await;
+                    }
                     outcome
                 }
                 Known::Cache(outcome) => {
@@ -196,7 +202,14 @@ impl Memo {
                     i,
                     match hit {
                         Some((o, Found::ThisRun)) => Known::ThisRun(o),
-                        Some((o, Found::Earlier)) => Known::Journal(o),
+                        Some((outcome, Found::Earlier)) => Known::Journal {
+                            outcome,
+                            claimed: false,
+                        },
+                        Some((outcome, Found::Claimed)) => Known::Journal {
+                            outcome,
+                            claimed: true,
+                        },
                         None => {
                             misses.push(known.len());
                             Known::Unknown

@@ -280,3 +280,81 @@ fn a_fresh_run_finds_far_apart_duplicates_in_its_journal() {
     let summary: serde_json::Value = serde_json::from_str(&wd.read("s.json")).unwrap();
     assert_eq!(summary["deduplicated"], 2);
 }
+
+#[test]
+fn a_rerun_counts_each_journal_key_once_in_or_out_of_order() {
+    // A rerun marks what it reuses from the journal as this run's, so that later rows with
+    // the key count as duplicates: stretches of the journal it read whole are marked in
+    // memory, the rest written again. A key of the journal inside such a stretch but not
+    // yet met by the rerun (every tenth here, held back to the end) must count as from the
+    // journal when it comes, not as a duplicate; batches are 4096 rows, so each part below
+    // is read in batches of its own.
+    let sim = Sim::start(&[]);
+    let wd = Workdir::new();
+    let keys: Vec<String> = (0..12_000).map(|i| format!("r{i:05}")).collect();
+    let keep = "sim503-keep".to_string();
+    let with_keep = |mut rows: Vec<String>| {
+        rows.push(keep.clone());
+        rows
+    };
+    let run = |name: &str, rows: Vec<String>| -> serde_json::Value {
+        let input = wd.write(&format!("{name}.csv"), calls_csv(&rows));
+        let summary = wd.path(&format!("{name}.json"));
+        let run = enrich(
+            &sim,
+            &input,
+            &wd.path("out.csv"),
+            &[
+                "--max-retries",
+                "0",
+                "--summary-json",
+                summary.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(run.code, 3, "{run:?}");
+        let out = read_csv(&wd.path("out.csv"));
+        assert_eq!(out.len(), rows.len() + 1);
+        for (row, id) in out[1..].iter().zip(&rows) {
+            assert_eq!(&row[0], id);
+            if *id != keep {
+                assert_eq!(row[5..], crate::csv_io::expected_cells(id)[..], "{id}");
+            }
+        }
+        serde_json::from_str(&wd.read(&format!("{name}.json"))).unwrap()
+    };
+    let counts = |s: &serde_json::Value| {
+        (
+            s["from_journal"].as_u64().unwrap(),
+            s["deduplicated"].as_u64().unwrap(),
+            s["lookups"].as_u64().unwrap(),
+        )
+    };
+    run("first", with_keep(keys.clone()));
+
+    let held = |i: &usize| i % 10 == 5;
+    let mut in_order: Vec<String> = (0..keys.len())
+        .filter(|i| !held(i))
+        .map(|i| keys[i].clone())
+        .collect();
+    in_order.extend((0..keys.len()).step_by(10).map(|i| keys[i].clone()));
+    in_order.extend((0..keys.len()).filter(held).map(|i| keys[i].clone()));
+    let s = run("in-order", with_keep(in_order));
+    assert_eq!(counts(&s), (12_000, 1_200, 1), "{s}");
+
+    // Shuffled (a fixed LCG), with 1000 keys twice: read one by one, written again.
+    let mut shuffled: Vec<String> = keys.iter().chain(&keys[..1000]).cloned().collect();
+    let mut x: u64 = 20261202;
+    for i in (1..shuffled.len()).rev() {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        shuffled.swap(i, (x >> 33) as usize % (i + 1));
+    }
+    let s = run("shuffled", with_keep(shuffled));
+    assert_eq!(counts(&s), (12_000, 1_000, 1), "{s}");
+    assert_eq!(
+        sim.stat("lookup_requests"),
+        12_003,
+        "one per key, the 503 each run"
+    );
+}
