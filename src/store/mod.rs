@@ -245,19 +245,20 @@ impl Role {
 /// Where a known outcome came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Found {
-    /// Recorded by this run.
+    /// Recorded by this run, or an earlier run's in a stretch of the journal this run has
+    /// claimed already: a later row with the key is a duplicate.
     ThisRun,
     /// Recorded by an earlier run (journal) or job (cache). Reused from the journal, it is
     /// recorded again for this run (put), so that later rows with the key count as
     /// duplicates.
     Earlier,
-    /// Recorded by an earlier run, in a stretch of the journal this run reused whole: it
-    /// counts as this run's from now on, with nothing to write (`read::Claimed`).
+    /// Recorded by an earlier run, in a stretch of the journal this read claimed: it counts
+    /// as this run's from now on, with nothing to write (`read::Claimed`).
     Claimed,
 }
 
 type Pending = Arc<Mutex<IdMap<Arc<Outcome>>>>;
-/// What a store knows of a key: the outcome, and whether this run recorded it.
+/// What a store knows of a key: the outcome, and whose it counts as ([`Found`]).
 pub type Hit = Option<(Arc<Outcome>, Found)>;
 
 /// A Bloom filter of the keys put into a store: "no" is certain, "maybe" is read from the
@@ -317,7 +318,7 @@ pub struct Store {
     /// Whether a batch's keys are read by a range scan: until one reads more rows that were
     /// not asked for than rows that were (the input is not in the table's order).
     scan: AtomicBool,
-    /// For a journal: the stretches of it this run reused whole.
+    /// For a journal: the stretches of it whose every row this run has asked for.
     claimed: Option<Mutex<Claimed>>,
     tx: mpsc::Sender<Msg>,
     writer: Mutex<Option<JoinHandle<()>>>,

@@ -100,66 +100,68 @@ fn one_by_one<'k>(
     Ok(found)
 }
 
-/// Each key's row, by one range scan from the smallest key, reading at most as many rows
-/// as keys (plus [`SLACK`]); keys past the rows it read are read one by one. A key below
-/// the last row read that the scan did not meet is not in the table.
+/// Each key's row, by range scans in the table's order: each from the smallest key not yet
+/// met, reading at most as many rows as keys are left (plus [`SLACK`]), again while at
+/// least half the rows read so far were asked for; the keys left then are read one by one.
+/// A key below the last row a scan read that the scan did not meet is not in the table.
 pub(super) fn scan(conn: &Connection, keys: &[&CallKey]) -> rusqlite::Result<Read> {
     let key = |i: usize| (&*keys[i].call_id, keys[i].id.low64());
     let mut order: Vec<usize> = (0..keys.len()).collect();
     order.sort_unstable_by(|&a, &b| key(a).cmp(&key(b)));
     let mut rows: Vec<Option<Stored>> = (0..keys.len()).map(|_| None).collect();
-    let Some(&first) = order.first() else {
-        return points(conn, []);
-    };
     let mut texts = Texts::new(conn)?;
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT call_id, key_low, {COLUMNS} FROM outcomes
          WHERE (call_id, key_low) >= (?1, ?2) ORDER BY call_id, key_low LIMIT ?3"
     ))?;
-    let limit = keys.len() + SLACK;
-    let (lo_id, lo_low) = key(first);
-    let mut found = stmt.query(params![lo_id, lo_low, limit as i64])?;
-    let (mut next, mut read, mut asked) = (0, 0, 0);
     let mut spans = Vec::new();
-    let mut open: Option<Span> = None;
-    while next < order.len() {
-        let Some(row) = found.next()? else {
-            // The end of the table: the keys left are not in it.
-            next = order.len();
-            break;
-        };
-        read += 1;
-        let at = (row.get_ref(0)?.as_str()?, row.get::<_, i64>(1)?);
-        while next < order.len() && key(order[next]) < at {
-            next += 1;
-        }
-        let same = order[next..].iter().take_while(|&&i| key(i) == at).count();
-        if same > 0 {
-            let stored = RawRow::read(row, 2)?.into_stored(&mut |id| texts.get(id))?;
-            for &i in &order[next..next + same] {
-                rows[i] = Some(stored.clone());
+    let (mut next, mut read, mut asked) = (0, 0, 0);
+    while next < order.len() && 2 * asked >= read {
+        let limit = order.len() - next + SLACK;
+        let (from_id, from_low) = key(order[next]);
+        let mut found = stmt.query(params![from_id, from_low, limit as i64])?;
+        // The rows between two scans are not read: a span ends with its scan.
+        let mut open: Option<Span> = None;
+        let mut this_scan = 0;
+        while next < order.len() {
+            let Some(row) = found.next()? else {
+                // The end of the table: the keys left are not in it.
+                next = order.len();
+                break;
+            };
+            this_scan += 1;
+            read += 1;
+            let at = (row.get_ref(0)?.as_str()?, row.get::<_, i64>(1)?);
+            while next < order.len() && key(order[next]) < at {
+                next += 1;
             }
-            next += same;
-            asked += 1;
-            let here = Pos::of(at.0, at.1);
-            match &mut open {
-                Some(span) => span.hi = here,
-                None => {
-                    open = Some(Span {
-                        lo: here.clone(),
-                        hi: here,
-                    })
+            let same = order[next..].iter().take_while(|&&i| key(i) == at).count();
+            if same > 0 {
+                let stored = RawRow::read(row, 2)?.into_stored(&mut |id| texts.get(id))?;
+                for &i in &order[next..next + same] {
+                    rows[i] = Some(stored.clone());
                 }
+                next += same;
+                asked += 1;
+                let here = Pos::of(at.0, at.1);
+                match &mut open {
+                    Some(span) => span.hi = here,
+                    None => {
+                        open = Some(Span {
+                            lo: here.clone(),
+                            hi: here,
+                        })
+                    }
+                }
+            } else {
+                spans.extend(open.take());
             }
-        } else {
-            spans.extend(open.take());
+            if this_scan == limit {
+                break;
+            }
         }
-        if read == limit {
-            break;
-        }
+        spans.extend(open.take());
     }
-    spans.extend(open.take());
-    drop(found);
     let rest = &order[next..];
     for (&i, row) in rest
         .iter()
@@ -174,10 +176,14 @@ pub(super) fn scan(conn: &Connection, keys: &[&CallKey]) -> rusqlite::Result<Rea
     })
 }
 
-/// The spans of a journal this run has reused whole: a row in one, from an earlier run,
-/// counts as this run's, as if it had been written again. Sorted and disjoint. At most
-/// [`Claimed::MAX`] (about 2 MiB; 60 million rows of an export in call-ID order): past
-/// that, a reused row is written again.
+/// The spans of a journal whose every row this run has asked for: a row in one from an
+/// earlier run counts as this run's, as if it had been written again. Exact because this
+/// run alone writes the journal (it holds the lock) and writes its own number: a row of an
+/// earlier run in a span is one the scan met there, and so one an earlier row of the input
+/// asked for. (A span also holds rows it does not change: this run's, and transient
+/// failures, which are looked up again.) Sorted and disjoint. At most [`Claimed::MAX`]
+/// (about 2 MiB; 60 million rows of an export in call-ID order): past that, a reused row is
+/// written again.
 #[derive(Default)]
 pub(super) struct Claimed {
     spans: Vec<Span>,
@@ -334,11 +340,12 @@ mod tests {
     fn a_scan_finds_every_row_and_the_stretches_it_read_whole() {
         let ids: Vec<String> = (0..20).map(|i| format!("c{i:02}")).collect();
         let conn = table(&ids);
-        // c05 is in the table but not asked; c055 and zz are asked but not in it; c07 is
-        // asked twice. Out of order, as a batch may be.
+        // c05 and c10-c14 are in the table but not asked; c055 and zz are asked but not in
+        // it; c07 is asked twice. Out of order, as a batch may be.
         let asked: Vec<CallKey> = ["c07", "zz", "c00", "c01", "c02", "c03", "c04"]
             .into_iter()
-            .chain(["c055", "c06", "c07", "c08", "c09", "c15"])
+            .chain(["c055", "c06", "c07", "c08", "c09", "c15", "c19", "c16"])
+            .chain(["c17", "c18"])
             .map(key)
             .collect();
         let refs: Vec<&CallKey> = asked.iter().collect();
@@ -351,9 +358,9 @@ mod tests {
         assert_eq!(found, want);
         assert_eq!(
             read.spans,
-            [span("c00", "c04"), span("c06", "c09"), span("c15", "c15")]
+            [span("c00", "c04"), span("c06", "c09"), span("c15", "c19")]
         );
-        // 16 rows read (c00 to c15), 11 of them asked.
+        // All 20 rows read (zz sorts past the last), 14 of them asked.
         assert!(read.dense);
     }
 
@@ -375,6 +382,36 @@ mod tests {
     }
 
     #[test]
+    fn a_scan_cut_short_while_dense_goes_on_from_where_it_stopped() {
+        // Every third row not asked: the first scan (keys + SLACK rows) stops two thirds of
+        // the way, and the next ones go on from the first key not met.
+        let ids: Vec<String> = (0..3000).map(|i| format!("c{i:04}")).collect();
+        let conn = table(&ids);
+        let asked: Vec<CallKey> = ids
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 3 != 2)
+            .map(|(_, id)| key(id))
+            .collect();
+        let refs: Vec<&CallKey> = asked.iter().collect();
+        let read = scan(&conn, &refs).unwrap();
+        let found: Vec<Option<&str>> = read.rows.iter().map(message).collect();
+        let want: Vec<Option<&str>> = asked.iter().map(|k| Some(&*k.call_id)).collect();
+        assert_eq!(found, want);
+        assert!(read.dense);
+        // A span is a pair of asked rows, or one where a scan began or ended: never across
+        // a row not asked.
+        assert!(read.spans.len() >= 1000, "{} spans", read.spans.len());
+        let mut claimed = Claimed::default();
+        for span in read.spans {
+            claimed.insert(span);
+        }
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(claimed.contains(&key(id)), i % 3 != 2, "{id}");
+        }
+    }
+
+    #[test]
     fn claimed_spans_merge_where_they_overlap_and_nowhere_else() {
         let mut claimed = Claimed::default();
         for (lo, hi) in [("b", "d"), ("m", "p"), ("f", "g")] {
@@ -386,6 +423,9 @@ mod tests {
         let inside = |id: &str| claimed.contains(&key(id));
         assert!(["b", "c", "e", "g", "m", "n", "p"].into_iter().all(inside));
         assert!(!["a", "h", "l", "q"].into_iter().any(inside));
+        // Sharing only an end is overlapping too.
+        assert!(claimed.insert(span("p", "r")));
+        assert_eq!(claimed.spans, [span("b", "g"), span("m", "r")]);
     }
 
     #[test]
@@ -397,8 +437,9 @@ mod tests {
         }
         assert!(!claimed.insert(span("z", "z")));
         assert!(!claimed.contains(&key("z")));
-        // One that overlaps a kept span still merges into it.
-        assert!(claimed.insert(span("k000000", "k000000")));
-        assert!(claimed.contains(&key("k016383")));
+        // One that overlaps kept spans still merges with them.
+        assert!(claimed.insert(span("k000001", "k000003")));
+        assert_eq!(claimed.spans.len(), Claimed::MAX - 2);
+        assert_eq!(claimed.spans[1], span("k000001", "k000003"));
     }
 }
