@@ -1,6 +1,6 @@
 //! A batch's rows read out of a store, in one read transaction. Keys that sit together in
 //! the table (call ID, then the digest's low bits: a rerun of an export in call-ID order)
-//! are read by one range scan, which walks the B-tree's leaves once where a SELECT per key
+//! are read by range scans, which walk the B-tree's leaves once where a SELECT per key
 //! descends it from the root each time; keys spread over the table are read one by one.
 //! The scan also says which stretches of the table it read whole, every row of them asked
 //! for: a rerun keeps those in memory as reused ([`Claimed`]) instead of writing each of
