@@ -515,7 +515,13 @@ impl Store {
         let scan = asked.len() >= SCAN_FROM && self.scan.load(Ordering::Relaxed);
         // Held until the claims are made: two reads never claim the same stretch.
         let conn = self.reader.lock().unwrap();
-        let Read { rows, spans, dense } = select(&conn, &self.path, &asked, scan)?;
+        let Read { rows, spans, dense } = select(&conn, &self.path, |c| {
+            if scan {
+                read::scan(c, &asked)
+            } else {
+                read::points(c, asked.iter().copied())
+            }
+        })?;
         if !dense {
             self.scan.store(false, Ordering::Relaxed);
         }
@@ -623,8 +629,7 @@ impl Peek {
             Role::Journal => None,
         };
         let now = now_ms();
-        let keys: Vec<&CallKey> = keys.into_iter().collect();
-        Ok(select(&self.conn, &self.path, &keys, false)?
+        Ok(select(&self.conn, &self.path, |c| read::points(c, keys))?
             .rows
             .into_iter()
             .map(|row| row.and_then(|r| reusable(r, 0, ttl, now)).is_some())
@@ -633,21 +638,16 @@ impl Peek {
 }
 
 /// Each key's stored row, all read in one transaction (one set of file locks, not one per
-/// key): by one range scan if `scan`, else one by one.
+/// key), by `read` (`read::scan` or `read::points`).
 fn select(
     conn: &Connection,
     path: &Path,
-    keys: &[&CallKey],
-    scan: bool,
+    read: impl FnOnce(&Connection) -> rusqlite::Result<Read>,
 ) -> Result<Read, StoreError> {
     let name = path.display().to_string();
     let err = sqlite_error(&name);
     conn.execute_batch("BEGIN").map_err(&err)?;
-    let read = if scan {
-        read::scan(conn, keys)
-    } else {
-        read::points(conn, keys.iter().copied())
-    };
+    let read = read(conn);
     let ended = conn.execute_batch("COMMIT");
     match (read, ended) {
         (Ok(read), Ok(())) => Ok(read),
@@ -655,9 +655,9 @@ fn select(
     }
 }
 
-/// A rerun's reads of its journal: an earlier run's outcome in a stretch this run already
-/// reused whole is this run's (a duplicate); the stretches this read covered whole are
-/// kept, and the outcomes in them claimed. Writing each reused outcome again instead
+/// A rerun's reads of its journal: an earlier run's outcome in a stretch this run claimed
+/// already is this run's (a duplicate); the stretches whose every row this read asked for
+/// are kept, and the outcomes in them claimed. Writing each reused outcome again instead
 /// (what is left for the others, `Found::Earlier`) took a rerun of a 1M-row journal from
 /// 500k rows/s to 300k.
 fn claim(claimed: &mut Claimed, ask: &[(usize, &CallKey)], found: &mut [Hit], spans: Vec<Span>) {
