@@ -245,6 +245,7 @@ impl Job {
             delimiter: b',',
             compression: args.compression,
             row_group_rows: args.row_group_rows as usize,
+            call_id: field(args.call_id_column.clone(), None),
         };
         Ok(Job {
             plan,

@@ -196,6 +196,12 @@ fn locate(
     })
 }
 
+/// The name of `schema`'s call-ID column as `spec` finds it, if it has one.
+pub fn call_id_column<'a>(schema: &'a Schema, spec: &FieldSpec) -> Option<&'a str> {
+    let column = locate(schema, spec, &CALL_ID, "", true).ok()?;
+    Some(schema.field(column.index?).name())
+}
+
 /// A header read as one column that holds a `;`, a tab or a `|` was split on the wrong
 /// separator: say which one it looks like.
 fn delimiter_hint(names: &[&str]) -> String {

@@ -16,7 +16,7 @@ use arrow_schema::SchemaRef;
 
 pub use atomic::{remove_leftovers, AtomicFile};
 
-use crate::input::Format;
+use crate::input::{FieldSpec, Format};
 use crate::key::RowKey;
 use crate::objects::{Aborter, Bucket, ObjectUrl, Upload, UploadLog};
 use crate::outcome::Outcome;
@@ -32,6 +32,9 @@ pub struct Layout {
     pub delimiter: u8,
     pub compression: Compression,
     pub row_group_rows: usize,
+    /// Where the call ID is: Parquet keeps that column, unique per row, out of dictionary
+    /// encoding, which would only cost CPU and make the file bigger.
+    pub call_id: FieldSpec,
 }
 
 impl Default for Layout {
@@ -41,6 +44,7 @@ impl Default for Layout {
             delimiter: b',',
             compression: Compression::Zstd,
             row_group_rows: parquet::ROW_GROUP_ROWS,
+            call_id: FieldSpec::default(),
         }
     }
 }

@@ -8,8 +8,10 @@ use arrow_schema::{Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{GzipLevel, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 use super::{columns, Done, Layout, OutputError, Sink};
+use crate::input::call_id_column;
 
 /// ArrowWriter holds a whole row group in memory: 64 Ki rows keeps that to a few MB and
 /// is still large enough for readers to scan efficiently.
@@ -62,10 +64,13 @@ impl ParquetRows {
         let mut fields: Vec<_> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
         fields.extend(layout.columns.fields());
         let schema = Arc::new(Schema::new_with_metadata(fields, input.metadata().clone()));
-        let props = WriterProperties::builder()
+        let mut props = WriterProperties::builder()
             .set_compression(layout.compression.codec())
-            .set_max_row_group_row_count(Some(layout.row_group_rows))
-            .build();
+            .set_max_row_group_row_count(Some(layout.row_group_rows));
+        if let Some(call_id) = call_id_column(input, &layout.call_id) {
+            props = props.set_column_dictionary_enabled(ColumnPath::from(call_id), false);
+        }
+        let props = props.build();
         let writer =
             ArrowWriter::try_new(sink, schema.clone(), Some(props)).map_err(|e| error(name, e))?;
         Ok(ParquetRows {

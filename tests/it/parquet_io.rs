@@ -240,3 +240,50 @@ print(json.dumps({
     assert_eq!(rows[3]["lookup_status"], "not_found");
     assert_eq!(rows[3]["call_type"], serde_json::Value::Null);
 }
+
+/// The call ID is unique per row, so a dictionary for it would only cost CPU and bytes:
+/// the written file stores that column plain, found by its name or by `--call-id-column`,
+/// while columns that repeat keep their dictionary.
+#[test]
+fn the_call_id_column_is_written_without_a_dictionary() {
+    let sim = Sim::start(&[]);
+    let wd = Workdir::new();
+    let csv = calls_csv(&ids("c-", 200));
+    let cases = [
+        ("callId", csv.clone(), vec![]),
+        (
+            "ref",
+            csv.replacen("callId,", "ref,", 1),
+            vec!["--call-id-column", "ref"],
+        ),
+    ];
+    for (column, content, args) in cases {
+        let input = wd.write("in.csv", content);
+        let output = wd.path(&format!("{column}.parquet"));
+        let run = enrich(&sim, &input, &output, &args);
+        assert_eq!(run.code, 0, "{run:?}");
+        let reader =
+            ParquetRecordBatchReaderBuilder::try_new(File::open(&output).unwrap()).unwrap();
+        let group = reader.metadata().row_group(0);
+        let dictionary = |name: &str| {
+            let chunk = group
+                .columns()
+                .iter()
+                .find(|c| c.column_path().string() == name)
+                .unwrap_or_else(|| panic!("column {name} in {}", output.display()));
+            chunk.dictionary_page_offset().is_some()
+        };
+        assert!(!dictionary(column), "{column} is stored plain");
+        assert!(
+            dictionary("tenantId"),
+            "a repeated input column keeps its dictionary"
+        );
+        assert!(dictionary("call_skill"), "so does an added one");
+        assert_eq!(group.num_rows(), 200);
+    }
+    assert_eq!(
+        sim.stat("lookup_requests"),
+        400,
+        "each run looked every row up"
+    );
+}
