@@ -7,7 +7,7 @@
 //! row). The answer's fields are one compact blob ([`Fields::encode`]).
 //!
 //! One owner per file: writes go through one thread behind a bounded channel, which commits
-//! whatever has arrived (group commit: what arrives during one commit, or in the 4 ms
+//! whatever has arrived (group commit: what arrives during one commit, or in the millisecond
 //! a small group waits for company, goes in the next, so a kill loses only the records being
 //! gathered or committed) and ends on an explicit `Close`. It folds
 //! the WAL in (a checkpoint, with fsync) at most once a second; a second thread does so when
@@ -44,7 +44,7 @@ const DURABLE_EVERY: Duration = Duration::from_secs(1);
 /// Records committed in one transaction at most.
 const MAX_GROUP: usize = 8192;
 /// A commit of fewer records waits this long for more first.
-const GATHER: Duration = Duration::from_millis(4);
+const GATHER: Duration = Duration::from_millis(1);
 const GATHER_UNTIL: usize = 256;
 /// Records queued for the writer at most: a stalled disk slows the lookups down instead of
 /// filling memory.
@@ -854,7 +854,7 @@ fn write_loop(
             closing = drain(&mut batch);
         }
         // A few records would each cost a commit of their own (its locks and a page of
-        // WAL): gather for a few milliseconds first. A kill loses at most that much more.
+        // WAL): gather for a millisecond first. A kill loses at most that much more.
         if !closing && batch.len() < GATHER_UNTIL {
             std::thread::sleep(GATHER);
             closing = drain(&mut batch);
