@@ -239,13 +239,15 @@ impl Job {
             }
         }
         let field = |column: Option<String>, default: Option<String>| FieldSpec { column, default };
+        // The writer finds the call-ID column as the reader does, to store it plain.
+        let call_id = field(args.call_id_column, None);
         let layout = Layout {
             columns: Selection::parse(&args.columns, args.prefix.clone())
                 .map_err(ConfigError::Columns)?,
             delimiter: b',',
             compression: args.compression,
             row_group_rows: args.row_group_rows as usize,
-            call_id: field(args.call_id_column.clone(), None),
+            call_id: call_id.clone(),
         };
         Ok(Job {
             plan,
@@ -253,7 +255,7 @@ impl Job {
             fresh: args.fresh,
             cache: args.cache,
             keys: KeySpec {
-                call_id: field(args.call_id_column, None),
+                call_id,
                 user_id: field(args.user_id_column, args.user_id),
                 tenant_id: field(args.tenant_id_column, args.tenant_id),
                 agent_id: field(args.agent_id_column, args.agent_id),
