@@ -85,7 +85,9 @@ pub async fn run(args: CheckArgs) -> Result<Status, Error> {
         Err(AuthError::Unavailable { url, cause }) => {
             return fail(format!("cannot get a token from {url}: {}", cause))
         }
-        Err(e @ AuthError::Quota(_)) => return fail(e.to_string()),
+        Err(e @ (AuthError::Quota(_) | AuthError::Redirected { .. })) => {
+            return fail(e.to_string())
+        }
     };
 
     let key = CallKey::new(

@@ -208,6 +208,7 @@ impl Job {
             errors: args.errors.as_deref(),
             delimiter: args.delimiter,
             summary_json: args.summary_json.as_deref(),
+            metrics_file: args.metrics_file.as_deref(),
             state_dir: args.state_dir.as_deref(),
             dry_run: args.dry_run,
         })?;
@@ -294,6 +295,7 @@ pub(crate) fn distinct_outputs(
     output: Option<&Path>,
     errors: Option<&Path>,
     summary: Option<&Path>,
+    metrics: Option<&Path>,
     journal: &Path,
 ) -> Result<(), ConfigError> {
     let mut files: Vec<(&'static str, &Path)> = vec![("the journal", journal)];
@@ -305,6 +307,9 @@ pub(crate) fn distinct_outputs(
     }
     if let Some(s) = summary {
         files.push(("--summary-json", s));
+    }
+    if let Some(m) = metrics {
+        files.push(("--metrics-file", m));
     }
     for (i, (first, a)) in files.iter().enumerate() {
         for (second, b) in &files[i + 1..] {

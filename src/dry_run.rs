@@ -108,11 +108,13 @@ fn count(
         let mut reader = Reader::open(&item.input, item.input_format, keys, item.delimiter)?;
         // The output side is checked as a run would (directory, column names), then
         // dropped: its temporary files go with it. An object output, or a many-file run's
-        // directory (which the run would create), is only checked for its columns.
-        match &item.output {
-            Destination::Object(_) => check_columns(&reader.schema, layout)?,
-            Destination::File(_) if many => check_columns(&reader.schema, layout)?,
-            _ => drop(writer_for(item, &reader.schema, layout, &None)?),
+        // directory (which the run would create), or a report in a bucket, is only checked
+        // for its columns.
+        let object = |d: &Destination| matches!(d, Destination::Object(_));
+        if many || object(&item.output) || object(&item.errors) {
+            check_columns(&reader.schema, layout)?;
+        } else {
+            drop(writer_for(item, &reader.schema, layout, &None)?);
         }
         count_one(
             &mut reader,

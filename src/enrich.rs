@@ -2,7 +2,7 @@
 //! run produced. The reader and writer run on blocking threads, the lookups on the async
 //! runtime, joined by bounded channels; the journal records every lookup as it finishes.
 
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Relaxed, Release};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,12 +17,12 @@ use crate::config::Job;
 use crate::engine::memo::Cache;
 use crate::engine::progress::{Progress, ReadSoFar, Size};
 use crate::engine::{End, Engine, EngineError, Lookups, Memo, Shared, Stats};
-use crate::input::{Batch, Format, InputError, KeySpec, Read, Reader};
+use crate::input::{key_sources, Batch, Format, InputError, KeySpec, Read, Reader};
 use crate::journal::{Ending, Journal, Ledger};
 use crate::objects::{Bucket, ObjectUrl, UploadLog};
 use crate::outcome::LookupKind;
 use crate::output::{check_columns, remove_leftovers, Destination, Layout, OutputError, Uploads};
-use crate::outputs::{entries, write_all, writer_for, Files, Outputs};
+use crate::outputs::{entries, read_whole, write_all, writer_for, Files, Outputs, ReadWhole};
 use crate::pace::Pacer;
 use crate::plan::Item;
 use crate::redis::{Redis, RedisCache, SharedQuota};
@@ -130,11 +130,13 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
             first_writer = Some((i, w));
         }
     }
+    let whole = read_whole(items.len());
     let outputs = Outputs::new(
         items.clone(),
         job.layout.clone(),
         Some(ledger.clone()),
         job.plan.many.then(|| ledger.clone()),
+        whole.clone(),
         first_writer,
         files.clone(),
     );
@@ -142,6 +144,7 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
         first: inputs.first,
         items: pending.iter().map(|&i| (i, items[i].clone())).collect(),
         keys: job.keys.clone(),
+        whole,
         total_rows: sum(pending.iter().map(|&i| inputs.rows[i])),
         total_bytes: sum(pending.iter().map(|&i| match items[i].input_format {
             Format::Csv => inputs.bytes[i],
@@ -379,6 +382,8 @@ struct Reading {
     first: Option<Reader>,
     items: Vec<(usize, Item)>,
     keys: KeySpec,
+    /// Set for each input read to its end.
+    whole: ReadWhole,
     total_rows: Option<u64>,
     total_bytes: Option<u64>,
 }
@@ -406,6 +411,10 @@ fn open_inputs(
     for item in items {
         let reader = Reader::open(&item.input, item.input_format, keys, item.delimiter)?;
         check_columns(&reader.schema, layout)?;
+        match key_sources(&reader.schema, keys) {
+            (sources, true) => tracing::info!("{}: {sources}", item.input.name()),
+            (sources, false) => tracing::debug!("{}: {sources}", item.input.name()),
+        }
         inputs.schemas.push(reader.schema.clone());
         inputs.rows.push(reader.total_rows);
         inputs.bytes.push(reader.total_bytes.or(item.input_bytes));
@@ -506,6 +515,7 @@ fn read_all(
         let mut sent = false;
         while left > 0 {
             let Some(mut batch) = reader.next_batch() else {
+                reading.whole[*file].store(true, Release);
                 break;
             };
             if let Ok(b) = &mut batch {

@@ -144,6 +144,9 @@ impl Ledger {
                 }
             }
         }
+        if fresh && !text.is_empty() {
+            forget_outputs(&path, &state).map_err(err)?;
+        }
         Ok(Ledger {
             path,
             file: Mutex::new(None),
@@ -213,6 +216,39 @@ impl Ledger {
     fn is_settled(&self) -> bool {
         self.state().open_uploads.is_empty()
     }
+}
+
+/// `--fresh`: the ledger keeps only the uploads still open (a killed run's parts, for
+/// this run to abort), so that a later run, interrupted or not, never skips a file as
+/// completed by an earlier job. Written aside and renamed, so a crash leaves one or the
+/// other.
+fn forget_outputs(path: &Path, state: &LedgerState) -> std::io::Result<()> {
+    if state.open_uploads.is_empty() {
+        return std::fs::remove_file(path);
+    }
+    let mut text = String::new();
+    for (id, url) in &state.open_uploads {
+        let entry = Entry::Upload {
+            url: url.clone(),
+            id: id.clone(),
+        };
+        text.push_str(&serde_json::to_string(&entry).map_err(std::io::Error::other)?);
+        text.push('\n');
+    }
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(".tmp");
+    let aside = PathBuf::from(aside);
+    let mut options = OpenOptions::new();
+    options.create(true).write(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options.open(&aside)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_data()?;
+    std::fs::rename(&aside, path)
 }
 
 impl UploadLog for Ledger {

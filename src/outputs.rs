@@ -2,6 +2,7 @@
 //! its first rows arrive and completed when the next file's arrive (or at the end). Each
 //! complete file of a many-file run is noted in the journal's ledger, so a rerun skips it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
@@ -14,12 +15,22 @@ use crate::summary::{FileState, FileSummary};
 /// Each file's figures, shared with the run for its summary.
 pub type Files = Arc<Mutex<Vec<FileSummary>>>;
 
+/// One flag per input, set by the reader once it has read that input to its end. A file
+/// cut short (by `--limit`) is written, but never noted as complete: a rerun without the
+/// limit must write its other rows.
+pub type ReadWhole = Arc<Vec<AtomicBool>>;
+
+pub fn read_whole(files: usize) -> ReadWhole {
+    Arc::new((0..files).map(|_| AtomicBool::new(false)).collect())
+}
+
 pub struct Outputs {
     items: Vec<Item>,
     layout: Layout,
     uploads: Uploads,
     /// Set for a many-file run, whose complete files a rerun skips.
     ledger: Option<Arc<Ledger>>,
+    whole: ReadWhole,
     /// A writer made before the run began (to check the output's directory early).
     first: Option<(usize, Writer)>,
     current: Option<Current>,
@@ -39,6 +50,7 @@ impl Outputs {
         layout: Layout,
         uploads: Uploads,
         ledger: Option<Arc<Ledger>>,
+        whole: ReadWhole,
         first: Option<(usize, Writer)>,
         files: Files,
     ) -> Outputs {
@@ -47,6 +59,7 @@ impl Outputs {
             layout,
             uploads,
             ledger,
+            whole,
             first,
             current: None,
             files,
@@ -101,15 +114,18 @@ impl Outputs {
         let figures = &mut files[current.file];
         figures.state = FileState::Written;
         if let Some(ledger) = &self.ledger {
+            // The reader set the flag before it sent the next file's rows, or its end.
+            let whole = self.whole[current.file].load(Ordering::Acquire);
             tracing::info!(
-                "{} -> {}: {} rows, {} ok, {} failed",
+                "{} -> {}: {} rows, {} ok, {} failed{}",
                 figures.input,
                 figures.output,
                 figures.rows,
                 figures.ok,
-                figures.failed
+                figures.failed,
+                if whole { "" } else { " (cut short by --limit)" }
             );
-            if current.transient == 0 {
+            if current.transient == 0 && whole {
                 ledger
                     .done(&item.output.name(), &item.input.name(), item.input_bytes)
                     .map_err(|source| OutputError::Io {

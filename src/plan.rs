@@ -46,6 +46,7 @@ pub struct Request<'a> {
     pub errors: Option<&'a Path>,
     pub delimiter: Option<u8>,
     pub summary_json: Option<&'a Path>,
+    pub metrics_file: Option<&'a Path>,
     pub state_dir: Option<&'a Path>,
     /// `--dry-run`: create nothing (no output directory, no state directory).
     pub dry_run: bool,
@@ -146,6 +147,18 @@ pub fn resolve(req: &Request) -> Result<Plan, PlanError> {
             .into())
         }
     };
+    if let (None, Destination::File(o), Destination::File(e)) = (req.errors, &output, &errors) {
+        if let Some(owner) = report_of_sibling(o, e) {
+            return Err(ConfigError::Plan(format!(
+                "{}: the default report of {} is that of {} too, and it holds {}'s failed rows: pass --errors PATH for this output",
+                e.display(),
+                o.display(),
+                owner.display(),
+                owner.display()
+            ))
+            .into());
+        }
+    }
     if let Source::File(i) = &input {
         for d in [&output, &errors] {
             if let Destination::File(o) = d {
@@ -171,6 +184,7 @@ pub fn resolve(req: &Request) -> Result<Plan, PlanError> {
         local(&output).as_deref(),
         local(&errors).as_deref(),
         req.summary_json,
+        req.metrics_file,
         &journal,
     )?;
     Ok(Plan {
@@ -208,6 +222,29 @@ fn item(
         output_format,
         errors,
     }
+}
+
+/// `out.csv` and `out.parquet` share the default report `out.errors.csv`. When it exists,
+/// whose it is follows from the times: an output and its report are renamed into place
+/// together. The other output, when the report was written with it (or OUTPUT is new).
+fn report_of_sibling(output: &Path, report: &Path) -> Option<PathBuf> {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let written = modified(report)?;
+    let apart = |t: std::time::SystemTime| {
+        t.duration_since(written)
+            .or_else(|_| written.duration_since(t))
+            .unwrap_or_default()
+    };
+    let ours = modified(output).map(apart);
+    ["csv", "tsv", "parquet"]
+        .iter()
+        .map(|ext| output.with_extension(ext))
+        .filter(|sibling| sibling != output)
+        .find(|sibling| {
+            modified(sibling)
+                .map(apart)
+                .is_some_and(|theirs| ours.is_none_or(|ours| theirs < ours))
+        })
 }
 
 /// The journal beside a local output: `out.parquet.journal`.
@@ -363,12 +400,19 @@ fn resolve_many(req: &Request) -> Result<Plan, PlanError> {
             ),
             Place::Stdio => unreachable!("refused above"),
         };
-        if let Some(other) = items.iter().find(|i| i.output == output) {
+        // `x.csv` and `x.tsv` have outputs of their own but one stem, so one report.
+        let clash = items.iter().find_map(|i| {
+            (i.output == output)
+                .then_some(&output)
+                .or((i.errors == errors).then_some(&errors))
+                .map(|d| (i, d))
+        });
+        if let Some((other, shared)) = clash {
             return Err(ConfigError::Plan(format!(
                 "{} and {} would both be written to {}: give the inputs distinct names, or run them apart",
                 other.input.name(),
                 name,
-                output.name()
+                shared.name()
             ))
             .into());
         }
@@ -392,15 +436,7 @@ fn resolve_many(req: &Request) -> Result<Plan, PlanError> {
         Place::Object(prefix) => state_journal(req, &prefix.to_string())?,
         Place::Stdio => unreachable!("refused above"),
     };
-    if let Some(s) = req.summary_json {
-        if same_file(s, &journal) {
-            return Err(ConfigError::Plan(format!(
-                "--summary-json {} is the journal's path",
-                s.display()
-            ))
-            .into());
-        }
-    }
+    distinct_outputs(None, None, req.summary_json, req.metrics_file, &journal)?;
     Ok(Plan {
         items,
         journal,

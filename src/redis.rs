@@ -24,27 +24,51 @@ const VERSION: &str = "v1";
 pub const PATIENCE: Duration = Duration::from_secs(10);
 const RETRY_EVERY: Duration = Duration::from_millis(250);
 
-/// The sliding window. KEYS: window (sorted set of send times), pause, pace. ARGV: cap,
-/// span in microseconds, a member unique to this request. Returns 0 when granted, else
+/// The sliding window. KEYS: window (sorted set of send times), pause, pace, limits (hash:
+/// job -> "cap:span"), jobs (sorted set: job -> last seen). ARGV: cap, span in
+/// microseconds, a member unique to this request, this job. Returns 0 when granted, else
 /// the microseconds to wait.
+///
+/// Every job registers its own limit, and a request goes only when the window satisfies
+/// the limit of every job seen in the last 30 s: jobs at `--rate 20` and `--rate 50` on
+/// one quota are both held to 20 per second, whichever asks.
 const ADMIT: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+redis.call('HSET', KEYS[4], ARGV[4], ARGV[1] .. ':' .. ARGV[2])
+redis.call('ZADD', KEYS[5], now, ARGV[4])
+for _, gone in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now - 30000000)) do
+  redis.call('HDEL', KEYS[4], gone)
+  redis.call('ZREM', KEYS[5], gone)
+end
+redis.call('PEXPIRE', KEYS[4], 60000)
+redis.call('PEXPIRE', KEYS[5], 60000)
 local pause = redis.call('PTTL', KEYS[2])
 if pause > 0 then return pause * 1000 end
-local cap = tonumber(ARGV[1])
 local pace = redis.call('GET', KEYS[3])
-if pace then cap = math.min(cap, math.max(1, math.floor(tonumber(pace)))) end
-local span = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - span)
-local n = redis.call('ZCARD', KEYS[1])
-if n < cap then
-  redis.call('ZADD', KEYS[1], now, ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], math.floor(span / 1000) + 1000)
-  return 0
+local limits = redis.call('HVALS', KEYS[4])
+local longest = 0
+for _, l in ipairs(limits) do
+  local span = tonumber(string.match(l, ':(%d+)'))
+  if span > longest then longest = span end
 end
-local oldest = redis.call('ZRANGE', KEYS[1], n - cap, n - cap, 'WITHSCORES')
-return math.max(1, tonumber(oldest[2]) + span - now)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - longest)
+local wait = 0
+for _, l in ipairs(limits) do
+  local cap = tonumber(string.match(l, '^(%d+)'))
+  local span = tonumber(string.match(l, ':(%d+)'))
+  if pace then cap = math.min(cap, math.max(1, math.floor(tonumber(pace)))) end
+  local n = redis.call('ZCOUNT', KEYS[1], '(' .. (now - span), '+inf')
+  if n >= cap then
+    local oldest = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. (now - span), '+inf',
+      'WITHSCORES', 'LIMIT', n - cap, 1)
+    wait = math.max(wait, tonumber(oldest[2]) + span - now)
+  end
+end
+if wait > 0 then return wait end
+redis.call('ZADD', KEYS[1], now, ARGV[3])
+redis.call('PEXPIRE', KEYS[1], math.floor(longest / 1000) + 1000)
+return 0
 ";
 
 /// Extend the shared pause to `ARGV[1]` ms, never shorten it.
@@ -157,6 +181,9 @@ pub struct SharedQuota {
     window: String,
     pause: String,
     pace: String,
+    /// Each job's limit, and when it last asked.
+    limits: String,
+    jobs: String,
     admit: redis::Script,
     extend_pause: redis::Script,
     /// Unique members: this process and a counter.
@@ -172,6 +199,8 @@ impl SharedQuota {
             window: app_key(env, "quota"),
             pause: app_key(env, "pause"),
             pace: app_key(env, "pace"),
+            limits: app_key(env, "limits"),
+            jobs: app_key(env, "jobs"),
             redis,
             admit: redis::Script::new(ADMIT),
             extend_pause: redis::Script::new(PAUSE),
@@ -196,9 +225,12 @@ impl SharedQuota {
                 .key(&self.window)
                 .key(&self.pause)
                 .key(&self.pace)
+                .key(&self.limits)
+                .key(&self.jobs)
                 .arg(cap)
                 .arg(span.as_micros() as u64)
                 .arg(format!("{}-{n}", self.me))
+                .arg(&self.me)
                 .invoke_async(&mut conn)
                 .await;
             match answer {

@@ -34,6 +34,12 @@ pub enum AuthError {
     Rejected { url: String, status: u16 },
     #[error("{url} answered HTTP 404: wrong base URL or path; check --base-url")]
     WrongUrl { url: String },
+    #[error("{url} answered HTTP {status}, a redirect to {location}; callinfo follows none (the app secret would go along): check --base-url")]
+    Redirected {
+        url: String,
+        status: u16,
+        location: String,
+    },
     #[error("cannot get a token from {url}: {cause}")]
     Unavailable { url: String, cause: String },
     #[error(transparent)]
@@ -326,6 +332,17 @@ impl TokenProvider {
             .map_err(|e| FetchError::transient(super::transport::describe_reqwest(&e), None))?;
         let status = response.status().as_u16();
         let retry_after = super::client::retry_after(response.headers());
+        if (300..400).contains(&status) {
+            let location = response.headers().get(reqwest::header::LOCATION);
+            return Err(FetchError::Fatal(AuthError::Redirected {
+                url: self.url.clone(),
+                status,
+                location: location
+                    .and_then(|l| l.to_str().ok())
+                    .unwrap_or("nowhere")
+                    .to_owned(),
+            }));
+        }
         let bytes = response
             .bytes()
             .await

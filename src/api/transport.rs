@@ -216,6 +216,9 @@ pub fn reqwest_client(
         .pool_max_idle_per_host(pool)
         .tcp_nodelay(true)
         .retry(reqwest::retry::never().max_retries_per_request(0))
+        // A redirect is never followed: the token request would post the app secret again
+        // to wherever the answer points, and a lookup's bearer token with it.
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(AGENT)
         .build()
 }

@@ -18,6 +18,8 @@ pub(super) struct CsvReader {
     schema: SchemaRef,
     keys: KeyColumns,
     record: csv::StringRecord,
+    /// Lines end in CRLF: csv's line numbers of data rows are one short.
+    crlf: bool,
     next_row: u64,
     done: bool,
 }
@@ -53,12 +55,15 @@ impl CsvReader {
             Source::Stdin => (Box::new(std::io::stdin()), None),
         };
         let mut buffered = BufReader::with_capacity(256 * 1024, raw);
+        let start = buffered.fill_buf().map_err(io)?;
+        // The csv crate starts a record after a CRLF's `\r`, so its line numbers run one
+        // short in files whose lines end in CRLF (Excel's, Windows'): judged by the header.
+        let crlf = start
+            .iter()
+            .position(|&b| b == b'\n')
+            .is_some_and(|i| i > 0 && start[i - 1] == b'\r');
         // The csv crate keeps a BOM as part of the first column's name: drop it here.
-        if buffered
-            .fill_buf()
-            .map_err(io)?
-            .starts_with(b"\xEF\xBB\xBF")
-        {
+        if start.starts_with(b"\xEF\xBB\xBF") {
             buffered.consume(3);
         }
         let mut reader = csv::ReaderBuilder::new()
@@ -68,7 +73,7 @@ impl CsvReader {
             .from_reader(Box::new(buffered) as Box<dyn Read + Send>);
         let headers = reader
             .headers()
-            .map_err(|e| csv_error(&file, e, None))?
+            .map_err(|e| csv_error(&file, e, None, crlf))?
             .clone();
         if headers.is_empty() || (headers.len() == 1 && headers[0].is_empty()) {
             return Err(InputError::Empty { file });
@@ -89,6 +94,7 @@ impl CsvReader {
                 schema,
                 keys,
                 record: csv::StringRecord::new(),
+                crlf,
                 next_row: 1,
                 done: false,
             }),
@@ -124,7 +130,7 @@ impl CsvReader {
                 }
                 Err(e) => {
                     self.done = true;
-                    return Some(Err(csv_error(&self.file, e, Some(&self.schema))));
+                    return Some(Err(csv_error(&self.file, e, Some(&self.schema), self.crlf)));
                 }
             }
         }
@@ -148,7 +154,7 @@ impl CsvReader {
 }
 
 /// One line naming the file, the data row and the column where csv can tell them.
-fn csv_error(file: &str, e: csv::Error, schema: Option<&SchemaRef>) -> InputError {
+fn csv_error(file: &str, e: csv::Error, schema: Option<&SchemaRef>, crlf: bool) -> InputError {
     let column = |i: usize| {
         schema
             .and_then(|s| s.fields().get(i))
@@ -156,6 +162,10 @@ fn csv_error(file: &str, e: csv::Error, schema: Option<&SchemaRef>) -> InputErro
             .unwrap_or_else(|| format!("column {}", i + 1))
     };
     // csv counts records from 0 with the header as record 0: that is the data row number.
+    let line = |pos: &Option<csv::Position>| {
+        pos.as_ref()
+            .map_or(0, |p| p.line() + u64::from(crlf && p.record() > 0))
+    };
     let (row, message) = match e.kind() {
         csv::ErrorKind::UnequalLengths {
             pos,
@@ -165,7 +175,7 @@ fn csv_error(file: &str, e: csv::Error, schema: Option<&SchemaRef>) -> InputErro
             pos.as_ref().map(|p| p.record()),
             format!(
                 "has {len} fields where the header has {expected_len} (line {})",
-                pos.as_ref().map_or(0, |p| p.line())
+                line(pos)
             ),
         ),
         csv::ErrorKind::Utf8 { pos, err } => (
@@ -173,7 +183,7 @@ fn csv_error(file: &str, e: csv::Error, schema: Option<&SchemaRef>) -> InputErro
             format!(
                 "{} is not valid UTF-8 (line {}); re-export the file as UTF-8",
                 column(err.field()),
-                pos.as_ref().map_or(0, |p| p.line())
+                line(pos)
             ),
         ),
         csv::ErrorKind::Io(io) => {

@@ -182,7 +182,7 @@ fn locate(
         None => field
             .aliases
             .iter()
-            .find_map(|alias| names.iter().position(|n| n.eq_ignore_ascii_case(alias))),
+            .find_map(|alias| names.iter().position(|n| bare(n) == bare(alias))),
     };
     if index.is_none() && (required || spec.default.is_none()) {
         return Err(missing(field.aliases.join(", ")));
@@ -194,6 +194,40 @@ fn locate(
         index,
         default: spec.default.clone().filter(|d| !d.trim().is_empty()),
     })
+}
+
+/// A header as the aliases are matched: `Call ID`, `call_id`, `CALL-ID` and `callId` are
+/// all `callid`, as exports spell the same column.
+fn bare(name: &str) -> String {
+    name.chars()
+        .filter(|c| !matches!(c, ' ' | '_' | '-' | '.'))
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// Where each ID of an input's rows comes from, for the run's first lines, and whether a
+/// default stands in for a column (which is then said at info level, never silently).
+pub fn key_sources(schema: &Schema, spec: &KeySpec) -> (String, bool) {
+    let mut defaulted = false;
+    let mut from =
+        |spec: &FieldSpec, field: &Field, flag: &str| match locate(schema, spec, field, "", false)
+            .ok()
+            .and_then(|c| c.index)
+        {
+            Some(i) => format!("{} from column `{}`", field.wanted, schema.field(i).name()),
+            None => {
+                defaulted = true;
+                format!("{} from {flag} for every row", field.wanted)
+            }
+        };
+    let text = [
+        from(&spec.call_id, &CALL_ID, "-"),
+        from(&spec.user_id, &USER_ID, "--user-id (CEC_USER_ID)"),
+        from(&spec.tenant_id, &TENANT_ID, "--tenant-id (CEC_TENANT_ID)"),
+        from(&spec.agent_id, &AGENT_ID, "--agent-id (CEC_AGENT_ID)"),
+    ]
+    .join(", ");
+    (text, defaulted)
 }
 
 /// The name of `schema`'s call-ID column as `spec` finds it, if it has one.

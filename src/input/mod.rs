@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 
-pub use keys::{call_id_column, FieldSpec, KeyColumns, KeySpec};
+pub use keys::{call_id_column, key_sources, FieldSpec, KeyColumns, KeySpec};
 
 use crate::key::RowKey;
 use crate::objects::{Bucket, ObjectError, ObjectFile, ObjectUrl};

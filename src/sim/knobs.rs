@@ -89,6 +89,10 @@ pub struct Knobs {
     /// Serve HTTPS with a throwaway CA, written to DIR/ca.pem for clients.
     #[arg(long, value_name = "DIR")]
     pub tls_dir: Option<std::path::PathBuf>,
+    /// Answer every token request `307` to the same path under this base URL (a client
+    /// that follows it posts the app secret there).
+    #[arg(long, value_name = "URL")]
+    pub token_redirect: Option<String>,
 }
 
 /// Must match the clap defaults above (a unit test checks it), so in-process tests get the
@@ -119,6 +123,7 @@ impl Default for Knobs {
             token_expires: None,
             slow_ms: 10_000,
             tls_dir: None,
+            token_redirect: None,
         }
     }
 }
@@ -150,6 +155,7 @@ impl fmt::Debug for Knobs {
             .field("token_expires", &self.token_expires)
             .field("slow_ms", &self.slow_ms)
             .field("tls_dir", &self.tls_dir)
+            .field("token_redirect", &self.token_redirect)
             .finish()
     }
 }

@@ -145,6 +145,15 @@ async fn token(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> 
     if faults::token_error(index, knobs) {
         return sim.error(StatusCode::SERVICE_UNAVAILABLE, "injected");
     }
+    if let Some(base) = &knobs.token_redirect {
+        let location = format!("{}{}", base.trim_end_matches('/'), model::TOKEN_PATH);
+        sim.stats.record("307");
+        return (
+            StatusCode::TEMPORARY_REDIRECT,
+            [(header::LOCATION, location)],
+        )
+            .into_response();
+    }
     let Ok(request) = serde_json::from_slice::<TokenRequest>(&body) else {
         return sim.error(
             StatusCode::BAD_REQUEST,
@@ -216,6 +225,7 @@ async fn lookup(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) ->
     if let Some((name, _)) = fields.iter().find(|(_, value)| value.is_empty()) {
         return sim.error(StatusCode::BAD_REQUEST, &format!("{name} is empty"));
     }
+    sim.stats.agent_id(&request.agent_id);
     let call_id = &request.call_id;
     match faults::decide(call_id, seen, knobs) {
         Fault::Slow => {

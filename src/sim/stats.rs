@@ -46,6 +46,9 @@ struct Inner {
     per_second: Vec<u64>,
     in_flight: u64,
     max_in_flight: u64,
+    /// The distinct `agentId`s of valid lookups (the first 100), so a test can see which
+    /// IDs a client sent.
+    agent_ids: std::collections::BTreeSet<String>,
 }
 
 /// Holds one unit of `in_flight` until dropped, which also covers a handler cancelled
@@ -139,6 +142,13 @@ impl Stats {
         self.lock().tokens_issued += 1;
     }
 
+    pub(super) fn agent_id(&self, id: &str) {
+        let mut s = self.lock();
+        if s.agent_ids.len() < 100 {
+            s.agent_ids.insert(id.to_owned());
+        }
+    }
+
     pub(super) fn enter(&self) -> InFlight<'_> {
         let mut s = self.lock();
         s.in_flight += 1;
@@ -162,6 +172,7 @@ impl Stats {
             "max_admitted_in_sliding_second": s.max_admitted,
             "in_flight": s.in_flight,
             "max_in_flight": s.max_in_flight,
+            "agent_ids": s.agent_ids,
             "uptime_ms": self.start.elapsed().as_millis() as u64,
         })
     }

@@ -72,6 +72,13 @@ pub enum StoreError {
         now: String,
         remedy: &'static str,
     },
+    #[error("{path}: this is a callinfo {recorded}, not a {role}: {remedy}")]
+    OtherRole {
+        path: String,
+        role: &'static str,
+        recorded: String,
+        remedy: &'static str,
+    },
     #[error("{path}: cannot record lookups, so the run stopped (the lookups already recorded are kept): {message}")]
     WriteFailed { path: String, message: String },
     #[error("{path}: another callinfo run (PID {pid}) is working on this output; wait for it to end, or stop it")]
@@ -100,7 +107,10 @@ impl Environment {
         format!(
             "{} with app key sha256:{}",
             self.base_url,
-            &self.app_key_sha256[..12]
+            // A file not of ours may record anything here: never slice past its end.
+            self.app_key_sha256
+                .get(..12)
+                .unwrap_or(&self.app_key_sha256)
         )
     }
 }
@@ -386,6 +396,7 @@ impl Store {
             conn.execute_batch(CREATE_OUTCOMES).map_err(&err)?;
         }
         check_environment(&conn, env, role, &name, true)?;
+        check_role(&conn, role, &name, true)?;
         conn.pragma_update(None, "application_id", APPLICATION_ID)
             .map_err(&err)?;
         conn.pragma_update(None, "user_version", FORMAT_VERSION)
@@ -612,6 +623,7 @@ impl Peek {
             .map_err(sqlite_error(&name))?;
         current_format(&conn, role, &name)?;
         check_environment(&conn, env, role, &name, false)?;
+        check_role(&conn, role, &name, false)?;
         Ok(Some(Peek {
             path: path.to_owned(),
             conn,
@@ -780,6 +792,57 @@ fn fail(failure: &Broken, path: &str, conn: &Connection, e: rusqlite::Error) {
         });
     }
     failure.token.cancel();
+}
+
+/// Record what the file is for in a new file; refuse a journal given as a cache (or the
+/// reverse). A file from before the role was recorded is a journal if it holds an outcome
+/// that no cache keeps.
+fn check_role(conn: &Connection, role: Role, path: &str, record: bool) -> Result<(), StoreError> {
+    let err = sqlite_error(path);
+    let recorded: Option<String> = conn
+        .query_row(
+            "SELECT value FROM environment WHERE key = 'role'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(&err)?;
+    let recorded = match recorded {
+        Some(r) => r,
+        None => {
+            let journal_only: bool = conn
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM outcomes WHERE status NOT IN ('ok', 'not_found'))",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(&err)?;
+            match (journal_only, record) {
+                (true, _) => Role::Journal.name().to_owned(),
+                (false, true) => {
+                    conn.execute(
+                        "INSERT OR IGNORE INTO environment VALUES ('role', ?1)",
+                        [role.name()],
+                    )
+                    .map_err(&err)?;
+                    return Ok(());
+                }
+                (false, false) => return Ok(()),
+            }
+        }
+    };
+    if recorded != role.name() {
+        return Err(StoreError::OtherRole {
+            path: path.to_owned(),
+            role: role.name(),
+            recorded,
+            remedy: match role {
+                Role::Journal => "remove it, or pass --fresh",
+                Role::Cache(_) => "give --cache a file of its own (a journal is not a cache)",
+            },
+        });
+    }
+    Ok(())
 }
 
 /// Record the environment in a new file; refuse a file recorded for another.
@@ -1043,6 +1106,7 @@ fn open_cache(path: &Path) -> Result<Connection, StoreError> {
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(sqlite_error(&name))?;
     current_format(&conn, Role::Cache(Ttl::default()), &name)?;
+    check_role(&conn, Role::Cache(Ttl::default()), &name, false)?;
     Ok(conn)
 }
 

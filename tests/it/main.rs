@@ -5,6 +5,7 @@ mod util;
 
 mod auth;
 mod bad_input;
+mod combos;
 mod cron;
 mod csv_io;
 mod errors;
