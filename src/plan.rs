@@ -224,12 +224,18 @@ fn item(
     }
 }
 
-/// `out.csv` and `out.parquet` share the default report `out.errors.csv`. When it exists,
-/// whose it is follows from the times: an output and its report are renamed into place
-/// together. The other output, when the report was written with it (or OUTPUT is new).
+/// `out.csv` and `out.parquet` share the default report `out.errors.csv`. When it exists
+/// and holds failed rows, whose they are follows from the times: an output and its report
+/// are renamed into place together. The other output, when the report was written with it
+/// (or OUTPUT is new).
 fn report_of_sibling(output: &Path, report: &Path) -> Option<PathBuf> {
+    use std::io::BufRead;
     let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let written = modified(report)?;
+    // The header alone: replacing it loses nothing.
+    let mut lines = std::io::BufReader::new(std::fs::File::open(report).ok()?).lines();
+    lines.next()?.ok()?;
+    lines.next()?.ok()?;
     let apart = |t: std::time::SystemTime| {
         t.duration_since(written)
             .or_else(|_| written.duration_since(t))

@@ -379,8 +379,7 @@ impl Store {
             ))
             .map_err(&err)?;
         }
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(&err)?;
+        wal_mode(&conn).map_err(&err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(&err)?;
         conn.execute_batch(
@@ -925,12 +924,19 @@ fn write_loop(
         if batch.is_empty() {
             continue;
         }
-        let tx = conn.transaction()?;
+        // Immediate: the write lock is taken (waiting on another job's commit) before
+        // anything is read, so a second job on one cache never meets a stale snapshot.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         {
             let mut insert = tx.prepare_cached(
                 "INSERT OR REPLACE INTO outcomes VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
-            let mut add = tx.prepare_cached("INSERT INTO strings (text) VALUES (?1)")?;
+            // Another job on the same cache file may have added the text since this one
+            // loaded the table: then its number is the one to use.
+            let mut add = tx.prepare_cached(
+                "INSERT INTO strings (text) VALUES (?1)
+                 ON CONFLICT (text) DO UPDATE SET text = excluded.text RETURNING id",
+            )?;
             let now = now_ms();
             let mut blob = Vec::with_capacity(128);
             for (call_id, key, outcome) in &batch {
@@ -1028,9 +1034,29 @@ impl Interner {
             }
             return Ok(None);
         }
-        let id = add.insert([text])?;
+        let id: i64 = add.query_row([text], |r| r.get(0))?;
         self.ids.insert(text.into(), id);
         Ok(Some(id as u64))
+    }
+}
+
+/// Switch a file to WAL. Two jobs opening one new cache file at the same moment: the
+/// switch needs the file to itself and does not wait for the other's open (SQLite's busy
+/// handler is not asked), so it is retried here, as the busy handler would, for as long.
+fn wal_mode(conn: &Connection) -> rusqlite::Result<()> {
+    let started = std::time::Instant::now();
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(f, _))
+                if matches!(
+                    f.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && started.elapsed() < BUSY_TIMEOUT =>
+            {
+                std::thread::sleep(Duration::from_millis(5 + fastrand::u64(0..20)));
+            }
+            done => return done,
+        }
     }
 }
 

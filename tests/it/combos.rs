@@ -340,3 +340,38 @@ fn a_bad_row_of_a_crlf_file_is_named_by_its_data_row_and_file_line() {
         "{r:?}"
     );
 }
+
+#[test]
+fn two_jobs_started_together_on_one_cache_file_both_finish() {
+    let sim = Sim::start(&[]);
+    let wd = Workdir::new();
+    let cache = wd.path("c.db");
+    for round in 0..4 {
+        let children: Vec<_> = (0..2)
+            .map(|job| {
+                // Half the keys are the other job's too.
+                let mut keys = ids(&format!("s{round}-"), 150);
+                keys.extend(ids(&format!("j{round}-{job}-"), 150));
+                let input = wd.write(&format!("in{round}-{job}.csv"), calls_csv(&keys));
+                let out = wd.path(&format!("out{round}-{job}.csv"));
+                let args = ["--rate", "0", "--progress", "never", "--cache"];
+                let mut c = callinfo(Some(&sim));
+                c.arg("enrich").arg(&input).arg(&out).args(args).arg(&cache);
+                c.stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped());
+                c.spawn().unwrap()
+            })
+            .collect();
+        for child in children {
+            let (code, stderr) = finish(child);
+            assert_eq!(code, 0, "round {round}: {stderr}");
+        }
+    }
+    let mut c = callinfo(None);
+    c.args(["cache", "stats"]).arg(&cache);
+    let stats = run(c);
+    assert!(
+        stats.stdout.contains(": 1800 entries (1800 ok"),
+        "{stats:?}"
+    );
+}
