@@ -283,6 +283,10 @@ struct Exporter {
     path: std::path::PathBuf,
     interval: Duration,
     last_success: Option<f64>,
+    /// Held by each write, on its blocking thread: a periodic write whose future was
+    /// dropped (the run ended) still finishes before the final one starts, so the final
+    /// figures are the ones left, and neither removes the other's temporary file.
+    writing: Arc<Mutex<()>>,
 }
 
 impl Exporter {
@@ -292,6 +296,7 @@ impl Exporter {
             path,
             interval,
             last_success,
+            writing: Arc::default(),
         }
     }
 
@@ -301,7 +306,7 @@ impl Exporter {
         loop {
             tick.tick().await;
             let text = metrics::render(&figures(), metrics::Phase::Running, self.last_success);
-            self.write(text).await;
+            self.write(text, true).await;
         }
     }
 
@@ -312,14 +317,22 @@ impl Exporter {
             self.last_success
         };
         let text = metrics::render(summary, metrics::Phase::Ended(code), last);
-        self.write(text).await;
+        self.write(text, false).await;
     }
 
     /// A metrics file that cannot be written is reported, not fatal: the job's own
     /// output matters more than its monitoring.
-    async fn write(&self, text: String) {
-        let path = self.path.clone();
-        let written = tokio::task::spawn_blocking(move || metrics::write(&path, &text)).await;
+    async fn write(&self, text: String, running: bool) {
+        let (path, writing) = (self.path.clone(), self.writing.clone());
+        let written = tokio::task::spawn_blocking(move || {
+            let _turn = writing.lock().unwrap_or_else(|e| e.into_inner());
+            #[cfg(debug_assertions)]
+            test_hooks::metrics_write(running);
+            #[cfg(not(debug_assertions))]
+            let _ = running;
+            metrics::write(&path, &text)
+        })
+        .await;
         if let Ok(Err(e)) = written {
             tracing::warn!(
                 "{}: cannot write the metrics file: {e}",
@@ -555,6 +568,17 @@ fn read_all(
 /// has none of this.
 #[cfg(debug_assertions)]
 mod test_hooks {
+    /// `CALLINFO_TEST_SLOW_METRICS_MS=N`: each metrics write of a running run takes N ms
+    /// more, so that the run ends while one is under way.
+    pub fn metrics_write(running: bool) {
+        let ms = std::env::var("CALLINFO_TEST_SLOW_METRICS_MS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok());
+        if let (true, Some(ms)) = (running, ms) {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
+    }
+
     /// `CALLINFO_TEST_READER_PANIC_AFTER_ROW=N`: the reader thread panics on the first batch
     /// that starts after data row N, as a bug in a reader would.
     pub fn reader_batch(first_row: u64) {

@@ -43,8 +43,15 @@ fn main() -> ExitCode {
     }
 }
 
+/// After a second signal, how long the run may take to end by itself before the process
+/// exits anyway.
+const SECOND_SIGNAL_GRACE: Duration = Duration::from_millis(700);
+
 /// The first SIGINT or SIGTERM asks the run to stop admitting rows and wind down; a
-/// second one stops it at once.
+/// second one stops it at once, whatever is under way (a slow final write, an upload
+/// retrying, a journal closing): what a kill would leave, and the next run recovers from
+/// a kill (SQLite's journal is whole at any moment; temporary files and unfinished
+/// uploads are cleared by the next run).
 async fn watch_signals(shutdown: Shutdown) {
     #[cfg(unix)]
     {
@@ -62,6 +69,11 @@ async fn watch_signals(shutdown: Shutdown) {
             }
             trigger.cancel();
         }
+        tokio::time::sleep(SECOND_SIGNAL_GRACE).await;
+        eprintln!(
+            "callinfo: stopped at once (a second signal); what was committed is in the journal; run the same command again to finish"
+        );
+        std::process::exit(130);
     }
     #[cfg(not(unix))]
     {

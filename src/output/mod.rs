@@ -286,6 +286,16 @@ impl Writer {
     /// Close both files and give them their final names: the report first, so a complete
     /// output always has its report beside it.
     pub fn finish(self) -> Result<(), OutputError> {
+        // `CALLINFO_TEST_SLOW_FINISH_MS`: a debug build's tests make the final write slow
+        // (a slow disk, a slow upload), to stop the run there.
+        #[cfg(debug_assertions)]
+        if let Some(ms) = std::env::var("CALLINFO_TEST_SLOW_FINISH_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            eprintln!("test hook: the final write takes {ms} ms");
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
         let sink = match self.rows {
             Rows::Csv(w) => w.finish(&self.rows_name)?,
             Rows::Parquet(w) => w.finish(&self.rows_name)?,

@@ -375,3 +375,28 @@ fn two_jobs_started_together_on_one_cache_file_both_finish() {
         "{stats:?}"
     );
 }
+
+#[test]
+fn the_final_metrics_are_the_ones_left_when_a_periodic_write_is_under_way() {
+    let sim = Sim::start(&[]);
+    let wd = Workdir::new();
+    let input = wd.write("in.csv", calls_csv(&ids("p", 20)));
+    let metrics = wd.path("m.prom");
+    let mut c = callinfo(Some(&sim));
+    c.arg("enrich").arg(&input).arg(wd.path("out.csv"));
+    c.args(["--rate", "0", "--metrics-file"]).arg(&metrics);
+    // The first periodic write starts with the run and is still under way at its end.
+    c.env("CALLINFO_TEST_SLOW_METRICS_MS", "500");
+    let r = run(c);
+    assert_eq!(r.code, 0, "{r:?}");
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        text.contains("callinfo_running 0") && text.contains("callinfo_exit_status 0"),
+        "{text}"
+    );
+    assert_eq!(
+        wd.files(),
+        ["in.csv", "m.prom", "out.csv", "out.errors.csv"],
+        "no temporary file left"
+    );
+}

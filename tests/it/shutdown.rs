@@ -116,3 +116,45 @@ fn a_second_signal_stops_at_once() {
         "nothing finished, so no journal either"
     );
 }
+
+#[test]
+fn a_second_signal_during_a_slow_final_write_exits_within_a_second() {
+    let sim = Sim::start(&[]);
+    let wd = Workdir::new();
+    let input = wd.write("in.csv", calls_csv(&ids("w", 50)));
+    let mut cmd = callinfo(Some(&sim));
+    cmd.args(["enrich", "--rate", "0", "--progress", "never"])
+        .arg(&input)
+        .arg(wd.path("out.csv"))
+        .env("CALLINFO_TEST_SLOW_FINISH_MS", "60000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    // Wait for the event: the run has reached its final write.
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("test hook: the final write takes") {
+        line.clear();
+        use std::io::BufRead;
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "no final write");
+    }
+    // Two different signals: two of the same kind may be merged into one delivery.
+    signal(&child, "-INT");
+    signal(&child, "-TERM");
+    let sent = Instant::now();
+    let status = child.wait().unwrap();
+    let took = sent.elapsed();
+    let mut rest = String::new();
+    use std::io::Read;
+    stderr.read_to_string(&mut rest).unwrap();
+    assert_eq!(status.code(), Some(130), "{rest}");
+    // Within a second, with room for two busy cores; the write alone would take 60 s.
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    assert!(rest.contains("stopped at once (a second signal)"), "{rest}");
+    assert!(!wd.path("out.csv").exists());
+    // The journal is whole: the rerun looks nothing up again.
+    let rerun = enrich(&sim, &input, &wd.path("out.csv"), &[]);
+    assert_eq!(rerun.code, 0, "{rerun:?}");
+    assert_eq!(sim.stat("lookup_requests"), 50);
+    assert_eq!(read_csv(&wd.path("out.csv")).len(), 51);
+}
