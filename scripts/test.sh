@@ -21,6 +21,7 @@ export PROPTEST_RNG_SEED="${PROPTEST_RNG_SEED:-20261202}"
 # lets 51 arrive in one second of a quota of 50 (seen in CI). Alone, the only load is theirs.
 # A new test of that kind belongs in this list.
 ALONE=(
+    combos::check_takes_its_turns_in_the_shared_quota
     combos::jobs_of_mixed_rates_on_one_quota_are_held_to_the_smallest
     rate::rate_equal_to_the_server_limit_never_trips_it
     shared::redis_lost_mid_run_stops_the_run_and_the_rerun_finishes

@@ -13,7 +13,13 @@ use crate::config::Api;
 use crate::key::CallKey;
 use crate::outcome::LookupKind;
 use crate::pace::Pacer;
+use crate::redis::SharedQuota;
+use crate::store::Environment;
 use crate::{api, Error, Status};
+
+/// The rate `check` registers with a shared quota: far above any job's, so the jobs'
+/// own limits are the ones that hold.
+const CHECK_RATE: f64 = 1000.0;
 
 pub async fn run(args: CheckArgs) -> Result<Status, Error> {
     let CheckArgs {
@@ -27,13 +33,26 @@ pub async fn run(args: CheckArgs) -> Result<Status, Error> {
     } = args;
     let api = Api::from_args(api_args)?;
     println!("base URL  {}", api.base_url);
-    let redis_urls = [shared_quota, cache.filter(|c| c.starts_with("redis"))];
+    let redis_urls = [
+        shared_quota.clone(),
+        cache.filter(|c| c.starts_with("redis")),
+    ];
+    let mut quota = None;
     for url in redis_urls.into_iter().flatten() {
         match crate::redis::Redis::connect(&url).await {
-            Ok(r) => println!("ok        Redis {} answers", r.url()),
+            Ok(r) => {
+                println!("ok        Redis {} answers", r.url());
+                if shared_quota.as_ref() == Some(&url) && quota.is_none() {
+                    let env = Environment::new(&api.base_url, &api.app_key);
+                    quota = Some(Arc::new(SharedQuota::new(r, &env)));
+                }
+            }
             Err(e) => return fail(format!("Redis {e}")),
         }
     }
+    // check's two requests take their turns in the shared window like any job's, at a
+    // rate of their own high enough never to hold the jobs to it.
+    let pacer = Arc::new(Pacer::shared(Some(CHECK_RATE), quota));
 
     let url = reqwest::Url::parse(&api.base_url).expect("checked by config");
     let host = url.host_str().unwrap_or_default().to_owned();
@@ -63,7 +82,7 @@ pub async fn run(args: CheckArgs) -> Result<Status, Error> {
         api.app_key.clone(),
         api.app_secret.clone(),
         Duration::from_secs(3600),
-        Arc::new(Pacer::new(None)),
+        pacer.clone(),
         Backoff::new(0),
     ));
     let keeper = tokio_util::sync::CancellationToken::new();
@@ -96,6 +115,9 @@ pub async fn run(args: CheckArgs) -> Result<Status, Error> {
         or_placeholder(&tenant_id),
         or_placeholder(&agent_id),
     );
+    if let Err(e) = pacer.ready().await {
+        return fail(format!("Redis {e}"));
+    }
     let attempt = client.attempt(&key, &token).await;
     let status = attempt
         .status

@@ -360,6 +360,11 @@ impl TokenProvider {
                     url: self.url.clone(),
                 }))
             }
+            429 => {
+                // The token endpoint counts against the same quota: the lookups slow too.
+                self.pacer.throttled(retry_after);
+                return Err(FetchError::transient("HTTP 429".into(), retry_after));
+            }
             _ => return Err(FetchError::transient(format!("HTTP {status}"), retry_after)),
         }
         let answer: TokenResponse = serde_json::from_slice(&bytes).map_err(|_| {

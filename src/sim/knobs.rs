@@ -76,9 +76,13 @@ pub struct Knobs {
     /// Token requests from number N (0-based) on are answered 503 ...
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub token_fail_from: u64,
-    /// ... this many of them (0: none).
+    /// ... this many of them (0: none) ...
     #[arg(long, value_name = "K", default_value_t = 0)]
     pub token_fail_count: u64,
+    /// ... with this status (429 comes with `Retry-After`, as the limiter's).
+    #[arg(long, value_name = "CODE", default_value_t = 503,
+          value_parser = clap::value_parser!(u16).range(400..=599))]
+    pub token_fail_status: u16,
     /// Send this in the token answer's `Expires` instead of the lifetime granted (a
     /// platform that misreports it); the token still dies after the real lifetime.
     #[arg(long, value_name = "SECS")]
@@ -120,6 +124,7 @@ impl Default for Knobs {
             token_latency_ms: 0,
             token_fail_from: 0,
             token_fail_count: 0,
+            token_fail_status: 503,
             token_expires: None,
             slow_ms: 10_000,
             tls_dir: None,
@@ -152,6 +157,7 @@ impl fmt::Debug for Knobs {
             .field("token_latency_ms", &self.token_latency_ms)
             .field("token_fail_from", &self.token_fail_from)
             .field("token_fail_count", &self.token_fail_count)
+            .field("token_fail_status", &self.token_fail_status)
             .field("token_expires", &self.token_expires)
             .field("slow_ms", &self.slow_ms)
             .field("tls_dir", &self.tls_dir)

@@ -143,7 +143,11 @@ async fn token(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> 
         tokio::time::sleep(Duration::from_millis(knobs.token_latency_ms)).await;
     }
     if faults::token_error(index, knobs) {
-        return sim.error(StatusCode::SERVICE_UNAVAILABLE, "injected");
+        return match StatusCode::from_u16(knobs.token_fail_status) {
+            Ok(StatusCode::TOO_MANY_REQUESTS) => sim.too_many(),
+            Ok(status) => sim.error(status, "injected"),
+            Err(_) => sim.error(StatusCode::SERVICE_UNAVAILABLE, "injected"),
+        };
     }
     if let Some(base) = &knobs.token_redirect {
         let location = format!("{}{}", base.trim_end_matches('/'), model::TOKEN_PATH);

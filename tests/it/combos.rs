@@ -400,3 +400,60 @@ fn the_final_metrics_are_the_ones_left_when_a_periodic_write_is_under_way() {
         "no temporary file left"
     );
 }
+
+#[test]
+fn check_takes_its_turns_in_the_shared_quota() {
+    let redis = RedisServer::start(&[]);
+    let sim = Sim::start(&["--limit", "5"]);
+    let wd = Workdir::new();
+    let input = wd.write("in.csv", calls_csv(&ids("q", 60)));
+    let args = [
+        "--rate",
+        "5",
+        "--shared-quota",
+        &redis.url(),
+        "--progress",
+        "never",
+    ];
+    let job = spawn_enrich(&sim, &input, &wd.path("out.csv"), &args);
+    // The job keeps the window full; check comes in the middle of it.
+    wait_for(&sim, "the job's first lookups", |s| {
+        s["lookup_requests"].as_u64() >= Some(10)
+    });
+    let mut c = callinfo(Some(&sim));
+    c.args(["check", "--shared-quota", &redis.url()]);
+    let check = run(c);
+    assert_eq!(check.code, 0, "{check:?}");
+    assert!(check.stdout.contains("all good"), "{check:?}");
+    let (code, stderr) = finish(job);
+    assert_eq!(code, 0, "{stderr}");
+    let stats = sim.stats();
+    assert_eq!(stats["rejected_429"], 0, "{stats}");
+    assert!(
+        stats["max_in_sliding_second"].as_u64() <= Some(5),
+        "{stats}"
+    );
+}
+
+#[test]
+fn a_429_from_the_token_endpoint_slows_the_lookups_too() {
+    let sim = Sim::start(&[
+        "--token-fail-from",
+        "0",
+        "--token-fail-count",
+        "1",
+        "--token-fail-status",
+        "429",
+    ]);
+    let wd = Workdir::new();
+    let input = wd.write("in.csv", calls_csv(&ids("k", 100)));
+    let summary = wd.path("s.json");
+    let args = ["--rate", "50", "--summary-json", summary.to_str().unwrap()];
+    let r = enrich(&sim, &input, &wd.path("out.csv"), &args);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(sim.stat("token_requests"), 2, "the 429, then the token");
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    let pace = s["pace_at_end"].as_f64().expect("a pace");
+    assert!(pace < 50.0, "paced down after the token's 429: {s}");
+}
