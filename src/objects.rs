@@ -46,6 +46,14 @@ impl ObjectUrl {
         if bucket.is_empty() {
             return Some(Err(format!("{s}: no bucket name after s3://")));
         }
+        // The object store client addresses a key segment by segment: an empty one (`//`)
+        // would silently become another key (`a//x.csv` is read as `a/x.csv`).
+        let segments = key.strip_suffix('/').unwrap_or(key);
+        if !segments.is_empty() && segments.split('/').any(|p| matches!(p, "" | "." | "..")) {
+            return Some(Err(format!(
+                "{s}: a key with an empty segment (`//`), `.` or `..` cannot be addressed; copy the object to a plain key"
+            )));
+        }
         Some(Ok(ObjectUrl {
             bucket: bucket.to_owned(),
             key: key.to_owned(),
@@ -74,8 +82,10 @@ impl ObjectUrl {
         self.key.rsplit('/').next().unwrap_or("")
     }
 
+    /// The key exactly as written: `Key::from` would percent-encode `~` and `%` and ask
+    /// for another object. `parse` refuses only what `ObjectUrl::parse` refused already.
     fn location(&self) -> Key {
-        Key::from(self.key.as_str())
+        Key::parse(&self.key).unwrap_or_else(|_| Key::from(self.key.as_str()))
     }
 }
 
