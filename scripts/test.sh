@@ -7,11 +7,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
     -r tests/requirements.txt
-if ! command -v redis-server >/dev/null 2>&1; then
+# openssl makes the certificates of the rediss:// test's server.
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v openssl >/dev/null 2>&1; then
     sudo=""
     [ "$(id -u)" = 0 ] || sudo="sudo"
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server openssl >/dev/null
 fi
 # Property tests draw the same cases on every run (override to explore).
 export PROPTEST_RNG_SEED="${PROPTEST_RNG_SEED:-20261202}"

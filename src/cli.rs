@@ -112,7 +112,12 @@ pub struct CheckArgs {
     )]
     pub shared_quota: Option<String>,
     /// Also check this cache: a Redis URL answers, a file is a callinfo cache.
-    #[arg(long, value_name = "PATH|redis://...")]
+    #[arg(
+        long,
+        value_name = "PATH|redis://...",
+        env = "CALLINFO_CACHE",
+        hide_env_values = true
+    )]
     pub cache: Option<String>,
 }
 
@@ -211,8 +216,10 @@ pub struct EnrichArgs {
     #[arg(long, value_name = "DIR", env = "CALLINFO_STATE_DIR", help_heading = RESUME)]
     pub state_dir: Option<PathBuf>,
     /// A store of outcomes shared across runs and jobs: keys already answered `ok` or
-    /// `not_found` there are not looked up again. Created if missing.
-    #[arg(long, value_name = "PATH", help_heading = RESUME)]
+    /// `not_found` there are not looked up again. Created if missing. A Redis URL with a
+    /// password belongs in the environment variable, where `ps` does not show it.
+    #[arg(long, value_name = "PATH", env = "CALLINFO_CACHE", hide_env_values = true,
+          help_heading = RESUME)]
     pub cache: Option<PathBuf>,
     #[command(flatten)]
     pub ttl: TtlArgs,

@@ -457,3 +457,27 @@ fn a_429_from_the_token_endpoint_slows_the_lookups_too() {
     let pace = s["pace_at_end"].as_f64().expect("a pace");
     assert!(pace < 50.0, "paced down after the token's 429: {s}");
 }
+
+#[test]
+fn a_redis_cache_over_tls_with_a_password_from_the_environment() {
+    let sim = Sim::start(&[]);
+    let wd = Workdir::new();
+    let password = "pw-that-must-not-show";
+    let redis = RedisServer::start_tls(wd.dir.path(), password);
+    let url = format!("rediss://:{password}@127.0.0.1:{}/0", redis.port);
+    let input = wd.write("in.csv", calls_csv(&ids("t", 10)));
+    for (out, from_cache) in [("a.csv", "0 from cache"), ("b.csv", "10 from cache")] {
+        let mut c = callinfo(Some(&sim));
+        c.env("CALLINFO_CACHE", &url)
+            .env("SSL_CERT_FILE", wd.path("ca.pem"));
+        c.arg("enrich")
+            .arg(&input)
+            .arg(wd.path(out))
+            .args(["--rate", "0"]);
+        let r = run(c);
+        assert_eq!(r.code, 0, "{r:?}");
+        assert!(r.stderr.contains(from_cache), "{r:?}");
+        assert!(!r.stderr.contains(password), "{r:?}");
+    }
+    assert_eq!(sim.stat("lookup_requests"), 10);
+}

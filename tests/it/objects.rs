@@ -557,14 +557,26 @@ fn keys_are_read_as_written_and_an_empty_segment_is_refused() {
     for key in ["in/a~b.csv", "in/50%.csv"] {
         s3.put("calls", key, &input);
         let url = format!("s3://calls/{key}");
-        let r = run(s3_enrich(&sim, &s3, &wd, &[&url, "s3://calls/out/x.csv"], &[]));
+        let r = run(s3_enrich(
+            &sim,
+            &s3,
+            &wd,
+            &[&url, "s3://calls/out/x.csv"],
+            &[],
+        ));
         assert_eq!(r.code, 0, "{key}: {r:?}");
         s3.get("calls", "out/x.csv", &wd.path("got.csv"));
         assert_eq!(read_csv(&wd.path("got.csv")).len(), 6);
     }
     // `in//x.csv` is not `in/x.csv`, which exists: refused, never read in its place.
     s3.put("calls", "in/x.csv", &input);
-    let r = run(s3_enrich(&sim, &s3, &wd, &["s3://calls/in//x.csv", "out.csv"], &[]));
+    let r = run(s3_enrich(
+        &sim,
+        &s3,
+        &wd,
+        &["s3://calls/in//x.csv", "out.csv"],
+        &[],
+    ));
     assert_eq!(r.code, 2, "{r:?}");
     assert!(
         r.stderr
