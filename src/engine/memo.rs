@@ -57,6 +57,8 @@ fn valid(row: &RowKey) -> &CallKey {
 /// What the stores knew of one row's key when the batch was read.
 enum Known {
     Unknown,
+    /// An earlier run's transient failure, to be looked up again.
+    Stale,
     /// Recorded by this run: the row shares an earlier row's lookup.
     ThisRun(Arc<Outcome>),
     /// From an earlier run; `claimed` if the read marked it as this run's already.
@@ -148,10 +150,12 @@ impl Memo {
                     self.journal.put(key, &outcome).await;
                     outcome
                 }
-                Known::Unknown => {
+                Known::Unknown | Known::Stale => {
                     let cell = Arc::new(Cell::default());
                     self.inflight.lock().unwrap().insert(key.id, cell.clone());
-                    queue.push_fresh(Job::new(keys.clone(), i, cell.clone()));
+                    let mut job = Job::new(keys.clone(), i, cell.clone());
+                    job.failed_before = matches!(known, Known::Stale);
+                    queue.push_fresh(job);
                     resolved.insert(key.id, Slot::Waiting(cell.clone()));
                     slots.push(Slot::Waiting(cell));
                     continue;
@@ -210,6 +214,10 @@ impl Memo {
                             outcome,
                             claimed: true,
                         },
+                        Some((_, Found::Stale)) => {
+                            misses.push(known.len());
+                            Known::Stale
+                        }
                         None => {
                             misses.push(known.len());
                             Known::Unknown
@@ -246,6 +254,7 @@ impl Memo {
         let journal = self.journal.clone();
         blocking(move || {
             Ok(match journal.get_many([&key])?.pop().flatten() {
+                Some((_, Found::Stale)) => Known::Stale,
                 Some((o, _)) => Known::ThisRun(o),
                 None => Known::Unknown,
             })

@@ -159,8 +159,11 @@ impl Shared {
 
     async fn finish(&self, job: Job, outcome: Outcome) {
         Stats::bump(&self.lookups.stats.lookups);
-        if let Err(e) = self.systemic.lock().unwrap().observe(&outcome) {
-            self.fatal.set(e);
+        let failed_again = job.failed_before && matches!(outcome, Outcome::Failed(_));
+        if !failed_again {
+            if let Err(e) = self.systemic.lock().unwrap().observe(&outcome) {
+                self.fatal.set(e);
+            }
         }
         self.memo
             .record(job.key(), &job.cell, Arc::new(outcome))

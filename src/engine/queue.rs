@@ -38,6 +38,10 @@ pub struct Job {
     pub retries: u32,
     /// Already retried once after a 401 with a new token.
     pub refreshed: bool,
+    /// An earlier run's transient failure, looked up again: its failing again says
+    /// nothing of the server (a rerun asks mostly such keys), so it never counts towards
+    /// calling a failure systemic.
+    pub failed_before: bool,
 }
 
 impl Job {
@@ -51,6 +55,7 @@ impl Job {
             attempts: 0,
             retries: 0,
             refreshed: false,
+            failed_before: false,
         }
     }
 

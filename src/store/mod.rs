@@ -265,6 +265,9 @@ pub enum Found {
     /// Recorded by an earlier run, in a stretch of the journal this read claimed: it counts
     /// as this run's from now on, with nothing to write (`read::Claimed`).
     Claimed,
+    /// A transient failure of an earlier run: not reused, looked up again (what a rerun is
+    /// for). Its outcome says how it failed.
+    Stale,
 }
 
 type Pending = Arc<Mutex<IdMap<Arc<Outcome>>>>;
@@ -643,7 +646,10 @@ impl Peek {
         Ok(select(&self.conn, &self.path, |c| read::points(c, keys))?
             .rows
             .into_iter()
-            .map(|row| row.and_then(|r| reusable(r, 0, ttl, now)).is_some())
+            .map(|row| {
+                row.and_then(|r| reusable(r, 0, ttl, now))
+                    .is_some_and(|(_, found)| found != Found::Stale)
+            })
             .collect())
     }
 }
@@ -706,7 +712,7 @@ fn reusable(row: Stored, this: i64, ttl: Option<Ttl>, now_ms: i64) -> Hit {
     };
     let stale = matches!(&outcome, Outcome::Failed(f) if f.kind.retry_on_rerun());
     if found == Found::Earlier && stale {
-        return None;
+        return Some((Arc::new(outcome), Found::Stale));
     }
     Some((Arc::new(outcome), found))
 }

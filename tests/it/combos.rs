@@ -481,3 +481,20 @@ fn a_redis_cache_over_tls_with_a_password_from_the_environment() {
     }
     assert_eq!(sim.stat("lookup_requests"), 10);
 }
+
+#[test]
+fn a_rerun_that_only_retries_earlier_failures_is_not_stopped_as_systemic() {
+    let sim = Sim::start(&[]);
+    let wd = Workdir::new();
+    let mut keys = ids("ok", 20);
+    keys.extend(ids("sim503-", 12));
+    let input = wd.write("in.csv", calls_csv(&keys));
+    let args = ["--max-retries", "0"];
+    for run in 0..2 {
+        let r = enrich(&sim, &input, &wd.path("out.csv"), &args);
+        assert_eq!(r.code, 3, "run {run}: {r:?}");
+        assert_eq!(read_csv(&wd.path("out.csv")).len(), 33);
+    }
+    // The rerun asked only the 12 that had failed; each failed again, and said so.
+    assert_eq!(sim.stat("lookup_requests"), 32 + 12);
+}

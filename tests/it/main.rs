@@ -11,6 +11,7 @@ mod csv_io;
 mod errors;
 mod faults;
 mod first_hour;
+mod model;
 mod objects;
 mod operator;
 mod parquet_io;
