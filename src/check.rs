@@ -104,9 +104,11 @@ pub async fn run(args: CheckArgs) -> Result<Status, Error> {
         Err(AuthError::Unavailable { url, cause }) => {
             return fail(format!("cannot get a token from {url}: {}", cause))
         }
-        Err(e @ (AuthError::Quota(_) | AuthError::Redirected { .. })) => {
-            return fail(e.to_string())
-        }
+        Err(
+            e @ (AuthError::Quota(_)
+            | AuthError::Redirected { .. }
+            | AuthError::QuotaExhausted { .. }),
+        ) => return fail(e.to_string()),
     };
 
     let key = CallKey::new(
@@ -141,6 +143,11 @@ pub async fn run(args: CheckArgs) -> Result<Status, Error> {
         (Verdict::TokenRejected, _) => {
             return fail(format!(
                 "the lookup was refused ({status}) with a fresh token: the app may lack queryCallInfoByCallId"
+            ))
+        }
+        (Verdict::QuotaExhausted(message), _) => {
+            return fail(format!(
+                "the API's daily quota is used up ({message}): lookups pass again once it resets"
             ))
         }
         (Verdict::WrongUrl, _) => {

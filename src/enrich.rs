@@ -49,6 +49,8 @@ pub struct Report {
     pub rerun_may_change: u64,
     /// The flag whose window ended the run, for its message.
     pub window: Option<String>,
+    /// The gateway's words when the daily quota ended the run.
+    pub quota: Option<String>,
 }
 
 pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
@@ -237,11 +239,16 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
     })
     .await;
     let failed = stats.failed_total();
+    let mut quota = None;
     let status = result.and_then(|(end, estimated)| {
         closed?;
         let status = match end {
             End::Interrupted => Status::Interrupted,
             End::OutOfTime => Status::OutOfTime,
+            End::QuotaExhausted(message) => {
+                quota = Some(message);
+                Status::QuotaExhausted
+            }
             End::Complete => match job.fail_on {
                 FailOn::Any if failed > 0 => Status::SomeFailed,
                 FailOn::Transient if rerun_may_change > 0 => Status::SomeFailed,
@@ -257,6 +264,7 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
     let files = files.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let summary = Summary {
         exit_status: code,
+        daily_quota_exhausted: quota.is_some(),
         files,
         ..figures()
     };
@@ -270,6 +278,7 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
         total_rows: total_rows.or(estimated_rows),
         journal: job.journal.clone(),
         window: job.stop.as_ref().map(|w| w.flag.clone()),
+        quota,
         errors: match items.as_slice() {
             [one] => one.errors.name(),
             _ => format!("the NAME.errors.csv reports in {}", job.plan.output),

@@ -56,6 +56,8 @@ pub enum Status {
     Interrupted,
     /// `--deadline` or `--max-duration` stopped a run that had rows left.
     OutOfTime,
+    /// The API's daily quota is used up: the run stopped with rows left.
+    QuotaExhausted,
 }
 
 impl Status {
@@ -66,7 +68,7 @@ impl Status {
             Status::SomeFailed => 3,
             Status::Interrupted => 130,
             // EX_TEMPFAIL (sysexits.h): try again later, which is just what to do.
-            Status::OutOfTime => 75,
+            Status::OutOfTime | Status::QuotaExhausted => 75,
         }
     }
 }
@@ -244,6 +246,14 @@ fn tell(report: &enrich::Report) {
             eprintln!(
                 "callinfo: out of time ({}): {}{of} rows done{left}; {saved}; the same command finishes the job",
                 report.window.as_deref().unwrap_or("the run's window"),
+                s.rows
+            );
+            return;
+        }
+        Status::QuotaExhausted => {
+            eprintln!(
+                "callinfo: the API's daily quota is used up ({}): {}{of} rows done; {saved}; the same command finishes the job once the quota resets",
+                report.quota.as_deref().unwrap_or("the gateway said so"),
                 s.rows
             );
             return;

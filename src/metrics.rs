@@ -121,8 +121,13 @@ pub fn render(s: &Summary, phase: Phase, last_success: Option<f64>) -> String {
     if let Some(code) = exit {
         gauge(
             "callinfo_exit_status",
-            "The run's exit status (0 ok, 3 some rows failed, 75 out of time, 130 interrupted, 1 fatal).",
+            "The run's exit status (0 ok, 3 some rows failed, 75 out of time or daily quota, 130 interrupted, 1 fatal).",
             &[("", f64::from(code))],
+        );
+        gauge(
+            "callinfo_daily_quota_exhausted",
+            "1 when the run stopped because the API's daily quota was used up.",
+            &[("", f64::from(u8::from(s.daily_quota_exhausted)))],
         );
     }
     if let Some(t) = last_success {

@@ -44,6 +44,8 @@ pub struct Summary {
     /// Time requests waited for their pacer slot, likewise.
     pub pacer_wait_ms: Option<Quantiles>,
     pub exit_status: u8,
+    /// The run stopped because the API's daily quota was used up (exit 75).
+    pub daily_quota_exhausted: bool,
     /// Each input of the run, in order, with its output and how it ended.
     pub files: Vec<FileSummary>,
 }
@@ -136,6 +138,7 @@ impl Summary {
             latency_ms: stats.latency.quantiles_ms().map(Quantiles::from),
             pacer_wait_ms: stats.pacer_wait.quantiles_ms().map(Quantiles::from),
             exit_status,
+            daily_quota_exhausted: false,
             files: Vec::new(),
         }
     }

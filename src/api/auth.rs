@@ -44,6 +44,8 @@ pub enum AuthError {
     Unavailable { url: String, cause: String },
     #[error(transparent)]
     Quota(#[from] crate::redis::RedisError),
+    #[error("{url}: the daily quota is used up: {message}")]
+    QuotaExhausted { url: String, message: String },
 }
 
 /// A token as handed to lookups: cheap to clone, its value never printed.
@@ -358,6 +360,12 @@ impl TokenProvider {
             404 => {
                 return Err(FetchError::Fatal(AuthError::WrongUrl {
                     url: self.url.clone(),
+                }))
+            }
+            429 | 405 if super::client::quota_exhausted(&bytes) => {
+                return Err(FetchError::Fatal(AuthError::QuotaExhausted {
+                    url: self.url.clone(),
+                    message: format!("HTTP {status}: {}", String::from_utf8_lossy(&bytes)),
                 }))
             }
             429 => {

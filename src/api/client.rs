@@ -35,6 +35,9 @@ pub enum Verdict {
     TokenRejected,
     /// 404: the base URL or path is wrong, so every row would fail the same way.
     WrongUrl,
+    /// The gateway's daily quota is used up (429 `Daily quota exhausted`), or the app's
+    /// quota (405 `APIG.0501`/`APIG.0502`): no row passes until it resets.
+    QuotaExhausted(String),
 }
 
 pub struct Client {
@@ -122,6 +125,9 @@ pub fn classify(status: u16, body: &[u8], call_id: &str) -> Verdict {
             format!("HTTP 403: {}", snippet(body)),
         ),
         404 => Verdict::WrongUrl,
+        429 | 405 if quota_exhausted(body) => {
+            Verdict::QuotaExhausted(format!("HTTP {status}: {}", snippet(body)))
+        }
         429 => Verdict::Transient(LookupKind::RateLimited, "HTTP 429".into()),
         500..=599 => Verdict::Transient(
             LookupKind::ServerError,
@@ -132,6 +138,15 @@ pub fn classify(status: u16, body: &[u8], call_id: &str) -> Verdict {
             format!("unexpected HTTP {status}"),
         ),
     }
+}
+
+/// The gateway's words for a quota that a wait of seconds will not bring back
+/// (`../shared/cec-api.md` section 3).
+pub fn quota_exhausted(body: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(body);
+    text.contains("Daily quota exhausted")
+        || text.contains("APIG.0501")
+        || text.contains("APIG.0502")
 }
 
 /// Why a 200 answer could not be used.

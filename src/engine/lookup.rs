@@ -31,6 +31,8 @@ pub enum Step {
     After(Duration),
     /// Every row would fail this way: stop the run.
     Fatal(LookupError),
+    /// The day's quota is used up: stop admitting rows, keep the journal (exit 75).
+    QuotaExhausted(String),
 }
 
 impl Lookups {
@@ -81,6 +83,7 @@ impl Lookups {
                     "HTTP 401 after a token refresh: the app may lack this API or the account is suspended".into(),
                 )
             }
+            Verdict::QuotaExhausted(message) => return Step::QuotaExhausted(message),
             Verdict::Transient(kind, message) => (kind, message),
         };
         if kind == LookupKind::RateLimited {

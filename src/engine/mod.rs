@@ -58,6 +58,9 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Redis(#[from] crate::redis::RedisError),
+    /// Not an error to report but a stop: the engine ends as [`End::QuotaExhausted`].
+    #[error("the daily quota is used up: {0}")]
+    QuotaExhausted(String),
     #[error("stopped after the first {keys} lookups all failed as {kind} (last: {message}); nothing suggests the rest would do better")]
     Systemic {
         keys: u32,
@@ -81,6 +84,8 @@ pub enum End {
     Interrupted,
     /// `--deadline` / `--max-duration` came: likewise, and the same command finishes later.
     OutOfTime,
+    /// The API's daily quota is used up (the gateway's words): likewise, once it resets.
+    QuotaExhausted(String),
 }
 
 /// A row's outcome, or the cell its lookup will fill.
@@ -121,7 +126,12 @@ impl Shared {
             let token = loop {
                 if let Err(e) = l.tokens.get().await {
                     self.queue.unclaim();
-                    self.fatal.set(LookupError::from(e).into());
+                    self.fatal.set(match e {
+                        AuthError::QuotaExhausted { message, .. } => {
+                            EngineError::QuotaExhausted(message)
+                        }
+                        e => LookupError::from(e).into(),
+                    });
                     return;
                 }
                 let waiting = tokio::time::Instant::now();
@@ -137,6 +147,11 @@ impl Shared {
                     break token;
                 }
             };
+            // Nothing more goes once the run is stopping (a fatal error, a used-up quota).
+            if self.fatal.token.is_cancelled() {
+                self.queue.unclaim();
+                return;
+            }
             let Some(mut job) = self.queue.take() else {
                 return;
             };
@@ -151,6 +166,10 @@ impl Shared {
                     });
                 }
                 Step::Fatal(e) => self.fatal.set(e.into()),
+                // The row is left undone: the run stops, and its rerun asks it again.
+                Step::QuotaExhausted(message) => {
+                    self.fatal.set(EngineError::QuotaExhausted(message))
+                }
             }
             self.queue.finished();
             self.settled.notify_one();
@@ -289,7 +308,10 @@ impl Engine {
                 biased;
                 _ = shutdown.stop.cancelled() => return Ok(End::Interrupted),
                 _ = sleep_until(self.stop_at) => return Ok(End::OutOfTime),
-                _ = shared.fatal.token.cancelled() => return Err(shared.fatal.take()),
+                _ = shared.fatal.token.cancelled() => return match shared.fatal.take() {
+                    EngineError::QuotaExhausted(message) => Ok(End::QuotaExhausted(message)),
+                    e => Err(e),
+                },
                 _ = journal.failed().cancelled() => return Err(store_error(&journal)),
                 _ = &mut cache_failed => {
                     return Err(cache

@@ -93,6 +93,11 @@ pub struct Knobs {
     /// Serve HTTPS with a throwaway CA, written to DIR/ca.pem for clients.
     #[arg(long, value_name = "DIR")]
     pub tls_dir: Option<std::path::PathBuf>,
+    /// The day's quota: after this many requests (token and lookup) every request is
+    /// answered as the gateway answers a used-up daily quota (429, `Daily quota exhausted`,
+    /// no `Retry-After`) until `GET /__sim/quota?left=N` (or `left=none`) sets what is left.
+    #[arg(long, value_name = "N")]
+    pub daily_quota: Option<u64>,
     /// Answer every token request `307` to the same path under this base URL (a client
     /// that follows it posts the app secret there).
     #[arg(long, value_name = "URL")]
@@ -129,6 +134,7 @@ impl Default for Knobs {
             slow_ms: 10_000,
             tls_dir: None,
             token_redirect: None,
+            daily_quota: None,
         }
     }
 }
@@ -162,6 +168,7 @@ impl fmt::Debug for Knobs {
             .field("slow_ms", &self.slow_ms)
             .field("tls_dir", &self.tls_dir)
             .field("token_redirect", &self.token_redirect)
+            .field("daily_quota", &self.daily_quota)
             .finish()
     }
 }

@@ -46,6 +46,7 @@ pub async fn serve(
 ) -> io::Result<()> {
     let (down_tx, down_rx) = watch::channel(false);
     let sim = Arc::new(Sim {
+        daily_left: Mutex::new(knobs.daily_quota),
         knobs,
         stats: Stats::new(),
         tokens: Mutex::default(),
@@ -56,6 +57,7 @@ pub async fn serve(
         .route(model::LOOKUP_PATH, post(lookup))
         .route("/__sim/stats", get(stats))
         .route("/__sim/per_second", get(per_second))
+        .route("/__sim/quota", get(set_quota))
         .fallback(unknown_path)
         .with_state(sim);
     let signal = async move {
@@ -120,6 +122,8 @@ async fn serve_tls(
 struct Sim {
     knobs: Knobs,
     stats: Stats,
+    /// Requests left in the day's quota (`None`: no quota).
+    daily_left: Mutex<Option<u64>>,
     tokens: Mutex<Tokens>,
     shutdown: watch::Receiver<bool>,
 }
@@ -138,6 +142,9 @@ async fn token(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> 
     let (index, admitted) = sim.stats.arrive(Endpoint::Token, knobs.limit);
     if !admitted {
         return sim.too_many();
+    }
+    if !sim.spend_daily() {
+        return sim.daily_exhausted();
     }
     if knobs.token_latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(knobs.token_latency_ms)).await;
@@ -204,6 +211,9 @@ async fn lookup(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) ->
     // A gateway throttles before it looks at the token or the body.
     if !admitted {
         return sim.too_many();
+    }
+    if !sim.spend_daily() {
+        return sim.daily_exhausted();
     }
     if knobs.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(knobs.latency_ms)).await;
@@ -282,6 +292,30 @@ async fn stats(State(sim): State<Arc<Sim>>) -> Json<serde_json::Value> {
     Json(sim.stats.to_json())
 }
 
+/// `GET /__sim/quota?left=N|none`: what is left of the day's quota (a new day, or a day
+/// about to run out).
+async fn set_quota(State(sim): State<Arc<Sim>>, uri: axum::http::Uri) -> Response {
+    let left = uri
+        .query()
+        .and_then(|q| q.strip_prefix("left="))
+        .map(|v| (v, v.parse::<u64>().ok()));
+    match left {
+        Some(("none", _)) => {
+            *sim.daily_left
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = None
+        }
+        Some((_, Some(n))) => {
+            *sim.daily_left
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(n)
+        }
+        _ => return (StatusCode::BAD_REQUEST, "use ?left=N or ?left=none").into_response(),
+    }
+    // Not an API answer: not counted in the stats.
+    StatusCode::OK.into_response()
+}
+
 async fn per_second(State(sim): State<Arc<Sim>>) -> Json<Vec<u64>> {
     Json(sim.stats.per_second())
 }
@@ -312,6 +346,38 @@ impl Sim {
     fn error(&self, status: StatusCode, message: &str) -> Response {
         let body = serde_json::json!({ "error": message }).to_string();
         self.reply(status, "application/json", body)
+    }
+
+    /// Take one request from the day's quota; `false` when it is used up.
+    fn spend_daily(&self) -> bool {
+        let mut left = self
+            .daily_left
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match &mut *left {
+            None => true,
+            Some(0) => false,
+            Some(n) => {
+                *n -= 1;
+                true
+            }
+        }
+    }
+
+    /// As the gateway answers once the day's quota is used up: no `Retry-After`.
+    fn daily_exhausted(&self) -> Response {
+        let id = format!("sim-{:016x}", fastrand::u64(..));
+        let body = serde_json::json!({
+            "error_code": "APIG.0308",
+            "error_msg": "Daily quota exhausted",
+            "request_id": id,
+        })
+        .to_string();
+        let mut response = self.reply(StatusCode::TOO_MANY_REQUESTS, "application/json", body);
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            response.headers_mut().insert("x-request-id", v);
+        }
+        response
     }
 
     fn too_many(&self) -> Response {

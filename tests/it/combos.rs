@@ -498,3 +498,57 @@ fn a_rerun_that_only_retries_earlier_failures_is_not_stopped_as_systemic() {
     // The rerun asked only the 12 that had failed; each failed again, and said so.
     assert_eq!(sim.stat("lookup_requests"), 32 + 12);
 }
+
+#[test]
+fn a_used_up_daily_quota_ends_the_run_with_75_and_the_rerun_after_the_reset_finishes() {
+    // The token and 40 lookups, then `Daily quota exhausted` for everything.
+    let sim = Sim::start(&["--daily-quota", "41"]);
+    let wd = Workdir::new();
+    let input = wd.write("in.csv", calls_csv(&ids("dq", 300)));
+    let metrics = wd.path("m.prom");
+    let args = [
+        "--concurrency",
+        "4",
+        "--metrics-file",
+        metrics.to_str().unwrap(),
+    ];
+    let r = enrich(&sim, &input, &wd.path("out.csv"), &args);
+    assert_eq!(r.code, 75, "{r:?}");
+    assert_eq!(r.stderr.lines().count(), 1, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("the API's daily quota is used up (HTTP 429: ")
+            && r.stderr.contains("Daily quota exhausted")
+            && r.stderr.contains("once the quota resets"),
+        "{r:?}"
+    );
+    assert!(!wd.path("out.csv").exists());
+    assert!(wd.path("out.csv.journal").exists());
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        text.contains("callinfo_daily_quota_exhausted 1")
+            && text.contains("callinfo_exit_status 75"),
+        "{text}"
+    );
+    // Admission stopped at once: at most the lookups in flight met the used-up quota.
+    let refused = sim.stat("lookup_requests") - 40;
+    assert!(refused <= 4, "{refused} lookups after the quota was gone");
+
+    // Before the reset even the token request is refused: the same stop, no lookup.
+    let lookups = sim.stat("lookup_requests");
+    let early = enrich(&sim, &input, &wd.path("out.csv"), &args);
+    assert_eq!(early.code, 75, "{early:?}");
+    assert!(early.stderr.contains("daily quota is used up"), "{early:?}");
+    assert_eq!(sim.stat("lookup_requests"), lookups);
+
+    sim.set_daily_quota("none");
+    let rerun = enrich(&sim, &input, &wd.path("out.csv"), &args);
+    assert_eq!(rerun.code, 0, "{rerun:?}");
+    assert_eq!(read_csv(&wd.path("out.csv")).len(), 301);
+    // No key answered before the stop was looked up again.
+    assert_eq!(
+        sim.stats()["by_status"]["200"],
+        302,
+        "300 lookups and a token a run"
+    );
+}

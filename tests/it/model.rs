@@ -1,7 +1,8 @@
 //! The whole resume story as a model test: from a fixed seed, random sequences of runs over
 //! a random set of files (CSV and Parquet, keys shared across files, transient and
 //! permanent failures), each run ended one way or another (completion, SIGINT, SIGKILL,
-//! `--max-duration`, `--limit`, a full disk), sometimes `--fresh`, sometimes beside a second
+//! `--max-duration`, `--limit`, a full disk, a used-up daily quota), sometimes `--fresh`,
+//! sometimes beside a second
 //! job on the same cache. After a final plain run, every output equals a clean run's row
 //! for row, every failed row is in its report, and the lookups of the whole sequence stay
 //! within what its kills and reruns may cost.
@@ -32,6 +33,8 @@ enum Ending {
     MaxDuration,
     Limit(u64),
     FullDisk(u32),
+    /// The gateway's daily quota has this many requests left.
+    DailyQuota(u64),
 }
 
 /// One input: its name and each row's call ID.
@@ -65,12 +68,13 @@ fn sequence(seed: u64) {
     let mut story = Vec::new();
     let (mut kills, mut runs, mut fresh_runs, mut second_keys) = (0, 0, 0, 0);
     for _ in 0..rng.usize(2..=5) {
-        let ending = match rng.u8(0..6) {
+        let ending = match rng.u8(0..7) {
             0 => Ending::Complete,
             1 => Ending::Sigint,
             2 => Ending::Sigkill,
             3 => Ending::MaxDuration,
             4 => Ending::Limit(rng.u64(1..total_rows(&inputs))),
+            5 => Ending::DailyQuota(rng.u64(0..100)),
             _ => Ending::FullDisk(rng.u32(4..64)),
         };
         let fresh = rng.u8(0..5) == 0;
@@ -88,13 +92,18 @@ fn sequence(seed: u64) {
         let code = run_until(&sim, &wd, ending, fresh, &mut rng);
         let what = format!("seed {seed}: {story:?}: exit {code}");
         assert!(matches!(code, 0 | 1 | 3 | 75 | 130 | -1 | 137), "{what}");
-        kills += u64::from(matches!(ending, Ending::Sigkill | Ending::FullDisk(_)));
+        // A kill loses the lookups in flight; a used-up quota refuses those in flight.
+        kills += u64::from(matches!(
+            ending,
+            Ending::Sigkill | Ending::FullDisk(_) | Ending::DailyQuota(_)
+        ));
         runs += 1;
         fresh_runs += u64::from(fresh);
         if let Some(child) = other {
             let (code, stderr) = finish(child);
+            // 75: the daily quota it shares with the sequence's run ran out.
             assert!(
-                matches!(code, 0 | 3),
+                matches!(code, 0 | 3 | 75),
                 "seed {seed}: the second job: {stderr}"
             );
         }
@@ -215,6 +224,12 @@ fn run_until(sim: &Sim, wd: &Workdir, ending: Ending, fresh: bool, rng: &mut fas
     match ending {
         Ending::Complete | Ending::MaxDuration | Ending::Limit(_) => {
             run(command(sim, wd, &args)).code
+        }
+        Ending::DailyQuota(left) => {
+            sim.set_daily_quota(&left.to_string());
+            let code = run(command(sim, wd, &args)).code;
+            sim.set_daily_quota("none");
+            code
         }
         Ending::FullDisk(kib) => {
             let cmd = command(sim, wd, &args);

@@ -49,6 +49,19 @@ impl Sim {
         serde_json::from_str(body).expect("stats JSON")
     }
 
+    /// `GET /__sim/quota?left=N|none`: what is left of the day's quota.
+    pub fn set_daily_quota(&self, left: &str) {
+        let mut s = TcpStream::connect(&self.addr).unwrap();
+        write!(
+            s,
+            "GET /__sim/quota?left={left} HTTP/1.0\r\nHost: x\r\n\r\n"
+        )
+        .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        assert!(text.starts_with("HTTP/1.0 200"), "{text}");
+    }
+
     pub fn stat(&self, name: &str) -> u64 {
         self.stats()[name]
             .as_u64()
