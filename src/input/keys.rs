@@ -27,28 +27,39 @@ struct Field {
     wanted: &'static str,
     aliases: &'static [&'static str],
     flag: &'static str,
+    /// The flags that name the column, and give the value for every row.
+    column_flag: &'static str,
+    default_flag: &'static str,
 }
 
 const CALL_ID: Field = Field {
     wanted: "call ID",
     aliases: &["callId", "call_id", "callid"],
     flag: "name it with --call-id-column",
+    column_flag: "--call-id-column",
+    default_flag: "-",
 };
 const USER_ID: Field = Field {
     wanted: "user ID",
     aliases: &["userId", "user_id", "userid"],
     flag: "name it with --user-id-column, or give every row one with --user-id or env CEC_USER_ID",
+    column_flag: "--user-id-column",
+    default_flag: "--user-id (CEC_USER_ID)",
 };
 const TENANT_ID: Field = Field {
     wanted: "tenant ID",
     aliases: &["tenantId", "tenant_id", "tenantid"],
     flag: "name it with --tenant-id-column, or give every row one with --tenant-id or env CEC_TENANT_ID",
+    column_flag: "--tenant-id-column",
+    default_flag: "--tenant-id (CEC_TENANT_ID)",
 };
 const AGENT_ID: Field = Field {
     wanted: "agent ID",
     aliases: &["agentId", "agent_id", "agentid"],
     flag:
         "name it with --agent-id-column, or give every row one with --agent-id or env CEC_AGENT_ID",
+    column_flag: "--agent-id-column",
+    default_flag: "--agent-id (CEC_AGENT_ID)",
 };
 
 /// Where each key field comes from in this input.
@@ -187,6 +198,19 @@ fn locate(
     if index.is_none() && (required || spec.default.is_none()) {
         return Err(missing(field.aliases.join(", ")));
     }
+    // `CEC Agent ID`, `agent_id_2`: a column the aliases miss, which the default would
+    // silently replace on every row.
+    let alias = bare(field.aliases[0]);
+    let lookalike = names.iter().find(|n| bare(n).contains(&alias));
+    if let (None, Some(_), Some(column)) = (index, &spec.default, lookalike) {
+        return Err(Located::Error(InputError::DefaultBesideColumn {
+            file: file.to_owned(),
+            column: (*column).to_owned(),
+            wanted: field.wanted,
+            default: field.default_flag,
+            column_flag: field.column_flag,
+        }));
+    }
     if let Some(i) = index {
         check_type(schema.field(i).data_type(), names[i], field, file).map_err(Located::Error)?;
     }
@@ -209,22 +233,21 @@ fn bare(name: &str) -> String {
 /// default stands in for a column (which is then said at info level, never silently).
 pub fn key_sources(schema: &Schema, spec: &KeySpec) -> (String, bool) {
     let mut defaulted = false;
-    let mut from =
-        |spec: &FieldSpec, field: &Field, flag: &str| match locate(schema, spec, field, "", false)
-            .ok()
-            .and_then(|c| c.index)
-        {
+    let mut from = |spec: &FieldSpec, field: &Field| {
+        let found = locate(schema, spec, field, "", false).ok();
+        match found.and_then(|c| c.index) {
             Some(i) => format!("{} from column `{}`", field.wanted, schema.field(i).name()),
             None => {
                 defaulted = true;
-                format!("{} from {flag} for every row", field.wanted)
+                format!("{} from {} for every row", field.wanted, field.default_flag)
             }
-        };
+        }
+    };
     let text = [
-        from(&spec.call_id, &CALL_ID, "-"),
-        from(&spec.user_id, &USER_ID, "--user-id (CEC_USER_ID)"),
-        from(&spec.tenant_id, &TENANT_ID, "--tenant-id (CEC_TENANT_ID)"),
-        from(&spec.agent_id, &AGENT_ID, "--agent-id (CEC_AGENT_ID)"),
+        from(&spec.call_id, &CALL_ID),
+        from(&spec.user_id, &USER_ID),
+        from(&spec.tenant_id, &TENANT_ID),
+        from(&spec.agent_id, &AGENT_ID),
     ]
     .join(", ");
     (text, defaulted)

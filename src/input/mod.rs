@@ -106,6 +106,14 @@ pub enum InputError {
         data_type: String,
         wanted: &'static str,
     },
+    #[error("{file}: column `{column}` looks like the {wanted}, but {default} would stand in for it on every row: name the column with {column_flag}, or rename it")]
+    DefaultBesideColumn {
+        file: String,
+        column: String,
+        wanted: &'static str,
+        default: &'static str,
+        column_flag: &'static str,
+    },
     #[error("{file}: header: {message}")]
     Header { file: String, message: String },
     #[error("{file}: row {row}: {message}")]

@@ -552,3 +552,32 @@ fn a_used_up_daily_quota_ends_the_run_with_75_and_the_rerun_after_the_reset_fini
         "300 lookups and a token a run"
     );
 }
+
+#[test]
+fn a_default_never_stands_in_for_a_column_that_looks_like_its_id() {
+    let sim = Sim::start(&[]);
+    let wd = Workdir::new();
+    let input = wd.write(
+        "calls.csv",
+        "callId,userId,tenantId,CEC Agent ID\nk1,u1,t1,103\nk2,u1,t1,134\n",
+    );
+    let attempt = |args: &[&str]| {
+        let mut c = callinfo(Some(&sim));
+        c.env("CEC_AGENT_ID", "109");
+        c.arg("enrich").arg(&input).arg(wd.path("out.csv"));
+        c.args(["--rate", "0"]).args(args);
+        run(c)
+    };
+    let r = attempt(&[]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains(
+            "calls.csv: column `CEC Agent ID` looks like the agent ID, but --agent-id (CEC_AGENT_ID) would stand in for it on every row: name the column with --agent-id-column"
+        ),
+        "{r:?}"
+    );
+    assert_eq!(sim.stat("token_requests") + sim.stat("lookup_requests"), 0);
+    let r = attempt(&["--agent-id-column", "CEC Agent ID"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(sim.stats()["agent_ids"], serde_json::json!(["103", "134"]));
+}
