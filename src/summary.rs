@@ -44,7 +44,9 @@ pub struct Summary {
     /// Time requests waited for their pacer slot, likewise.
     pub pacer_wait_ms: Option<Quantiles>,
     pub exit_status: u8,
-    /// The run stopped because the API's daily quota was used up (exit 75).
+    /// The run stopped because the API's daily quota was used up (exit 75). Written only
+    /// when true, so a summary's fields stay those of any other run.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub daily_quota_exhausted: bool,
     /// Each input of the run, in order, with its output and how it ended.
     pub files: Vec<FileSummary>,
