@@ -15,10 +15,13 @@ pub enum LookupKind {
     Timeout,
     Network,
     InvalidResponse,
+    /// A 200 whose body carries the platform's failure code (`returnCode`, `resultCode`,
+    /// `retcode`): the platform's own words, never "no such call".
+    ApiError,
 }
 
 impl LookupKind {
-    pub const ALL: [LookupKind; 9] = [
+    pub const ALL: [LookupKind; 10] = [
         LookupKind::InvalidInput,
         LookupKind::NotFound,
         LookupKind::BadRequest,
@@ -28,6 +31,7 @@ impl LookupKind {
         LookupKind::Timeout,
         LookupKind::Network,
         LookupKind::InvalidResponse,
+        LookupKind::ApiError,
     ];
 
     /// The spelling users see in `lookup_status` and the error report's `kind`.
@@ -42,6 +46,7 @@ impl LookupKind {
             LookupKind::Timeout => "timeout",
             LookupKind::Network => "network",
             LookupKind::InvalidResponse => "invalid_response",
+            LookupKind::ApiError => "api_error",
         }
     }
 
@@ -61,9 +66,10 @@ impl LookupKind {
     }
 
     /// Failures a rerun of the job looks up again instead of reusing from the journal: the
-    /// transient ones, and 401s, since the account's state may have been fixed meanwhile.
+    /// transient ones, 401s, since the account's state may have been fixed meanwhile, and
+    /// the platform's own failures (a tenant not set up yet), for the same reason.
     pub fn retry_on_rerun(self) -> bool {
-        self.is_transient() || self == LookupKind::Unauthorized
+        self.is_transient() || matches!(self, LookupKind::Unauthorized | LookupKind::ApiError)
     }
 
     pub fn index(self) -> usize {

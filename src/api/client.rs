@@ -40,6 +40,24 @@ pub enum Verdict {
     QuotaExhausted(String),
 }
 
+impl Verdict {
+    /// A failure's words end with the gateway's `X-Request-Id`, which Huawei support asks
+    /// for, unless its body named it already.
+    fn with_request_id(mut self, headers: &http::HeaderMap) -> Verdict {
+        let id = headers.get("x-request-id").and_then(|v| v.to_str().ok());
+        if let (
+            Some(id),
+            Verdict::Final(_, m) | Verdict::Transient(_, m) | Verdict::QuotaExhausted(m),
+        ) = (id, &mut self)
+        {
+            if !m.contains(id) {
+                m.push_str(&format!(" (request {id})"));
+            }
+        }
+        self
+    }
+}
+
 pub struct Client {
     transport: Transport,
     target: Target,
@@ -85,7 +103,8 @@ impl Client {
             .await;
         match sent {
             Ok(reply) => Attempt {
-                verdict: classify(reply.status, &reply.body, &key.call_id),
+                verdict: classify(reply.status, &reply.body, &key.call_id)
+                    .with_request_id(&reply.headers),
                 status: Some(reply.status),
                 retry_after: retry_after(&reply.headers),
             },
@@ -114,24 +133,32 @@ pub fn classify(status: u16, body: &[u8], call_id: &str) -> Verdict {
             Ok(None) => Verdict::NotFound,
             Err(BadAnswer::Garbled(m)) => Verdict::Transient(LookupKind::InvalidResponse, m),
             Err(BadAnswer::Wrong(m)) => Verdict::Final(LookupKind::InvalidResponse, m),
+            Err(BadAnswer::Refused(m)) => Verdict::Final(LookupKind::ApiError, m),
         },
-        400 => Verdict::Final(
-            LookupKind::BadRequest,
-            format!("HTTP 400: {}", snippet(body)),
-        ),
+        400 => Verdict::Final(LookupKind::BadRequest, format!("HTTP 400: {}", said(body))),
         401 => Verdict::TokenRejected,
-        403 => Verdict::Final(
+        403 if gateway_code(body).is_some() => Verdict::Final(
             LookupKind::Unauthorized,
-            format!("HTTP 403: {}", snippet(body)),
+            format!(
+                "HTTP 403: {}; the gateway refuses this app or address: ask the tenant's administrator to authorize it",
+                said(body)
+            ),
         ),
+        403 => Verdict::Final(LookupKind::Unauthorized, format!("HTTP 403: {}", said(body))),
         404 => Verdict::WrongUrl,
         429 | 405 if quota_exhausted(body) => {
-            Verdict::QuotaExhausted(format!("HTTP {status}: {}", snippet(body)))
+            Verdict::QuotaExhausted(format!("HTTP {status}: {}", said(body)))
         }
-        429 => Verdict::Transient(LookupKind::RateLimited, "HTTP 429".into()),
+        429 => Verdict::Transient(
+            LookupKind::RateLimited,
+            match gateway_code(body) {
+                Some(_) => format!("HTTP 429: {}", said(body)),
+                None => "HTTP 429".into(),
+            },
+        ),
         500..=599 => Verdict::Transient(
             LookupKind::ServerError,
-            format!("HTTP {status}: {}", snippet(body)),
+            format!("HTTP {status}: {}", said(body)),
         ),
         _ => Verdict::Final(
             LookupKind::InvalidResponse,
@@ -152,6 +179,8 @@ pub fn quota_exhausted(body: &[u8]) -> bool {
 /// Why a 200 answer could not be used.
 #[derive(Debug, PartialEq)]
 pub enum BadAnswer {
+    /// A status field with a failure code: the platform's refusal, in its own words.
+    Refused(String),
     /// Not JSON at all (empty, truncated, an HTML error page): likely a passing fault.
     Garbled(String),
     /// JSON, but not what the API documents: asking again gives the same answer.
@@ -182,6 +211,9 @@ pub fn parse_answer(body: &[u8], call_id: &str) -> Result<Option<Fields>, BadAns
         }
         Err(_) => return Err(BadAnswer::Garbled("body is not JSON".into())),
     };
+    if let Some(refusal) = refusal(&answer) {
+        return Err(BadAnswer::Refused(refusal));
+    }
     if let Some(echo) = answer.call_id.and_then(non_null) {
         let echoed = text(echo).map_err(|e| wrong("callId", e))?;
         if echoed.as_deref() != Some(call_id) {
@@ -204,6 +236,74 @@ pub fn parse_answer(body: &[u8], call_id: &str) -> Result<Option<Fields>, BadAns
         return Ok(None);
     }
     Ok(Some(fields))
+}
+
+/// A failure code in one of the status fields other CEC APIs answer with, and its words:
+/// `returnCode` ("0" is success) with `description`, `resultCode` ("0", "0100000",
+/// "0200000") with `resultDesc` or `resultMessage`, `retcode` ("0") with `message`.
+fn refusal(a: &LookupAnswer) -> Option<String> {
+    let value = |raw: Option<&RawValue>| raw.and_then(non_null).map(plain);
+    let checks: [(&str, _, &[&str], _); 3] = [
+        ("returnCode", a.return_code, &["0"], [a.description, None]),
+        (
+            "resultCode",
+            a.result_code,
+            &["0", "0100000", "0200000"],
+            [a.result_desc, a.result_message],
+        ),
+        ("retcode", a.retcode, &["0"], [a.message, None]),
+    ];
+    checks.into_iter().find_map(|(name, code, success, words)| {
+        let code = value(code)?;
+        if success.contains(&code.as_str()) {
+            return None;
+        }
+        let words = words.into_iter().find_map(value).unwrap_or_default();
+        Some(format!("the platform refused: {name} {code}: {words}"))
+    })
+}
+
+/// A JSON value as text: a string without its quotes and escapes, anything else as written.
+fn plain(raw: &RawValue) -> String {
+    serde_json::from_str::<String>(raw.get()).unwrap_or_else(|_| raw.get().to_owned())
+}
+
+/// The gateway's error body (`{"error_code": "APIG.0308", "error_msg": ..., "request_id":
+/// ...}`), read leniently: its code, message and request ID.
+#[derive(serde::Deserialize)]
+struct GatewayError {
+    error_code: Option<String>,
+    error_msg: Option<String>,
+    request_id: Option<String>,
+}
+
+fn gateway_code(body: &[u8]) -> Option<String> {
+    serde_json::from_slice::<GatewayError>(body)
+        .ok()?
+        .error_code
+}
+
+/// What an error answer said: the gateway's code, words and request ID when it wrote the
+/// body (`APIG.0308: The throttling threshold ... (request 3f2a...)`), else its first line.
+fn said(body: &[u8]) -> String {
+    match serde_json::from_slice::<GatewayError>(body) {
+        Ok(GatewayError {
+            error_code: Some(code),
+            error_msg,
+            request_id,
+        }) => {
+            let mut words = code;
+            if let Some(m) = error_msg {
+                words.push_str(": ");
+                words.push_str(&m);
+            }
+            if let Some(id) = request_id {
+                words.push_str(&format!(" (request {id})"));
+            }
+            words
+        }
+        _ => snippet(body),
+    }
 }
 
 fn non_null(raw: &RawValue) -> Option<&RawValue> {
@@ -335,6 +435,76 @@ mod tests {
             Ok(Some(f)) => f,
             other => panic!("{body}: {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_failure_code_in_a_200_is_the_platforms_refusal_not_a_missing_call() {
+        for (body, words) in [
+            (
+                r#"{"returnCode": "1", "description": "tenant does not exist"}"#,
+                "returnCode 1: tenant does not exist",
+            ),
+            (
+                r#"{"resultCode": "0300001", "resultDesc": "no right"}"#,
+                "resultCode 0300001: no right",
+            ),
+            (
+                r#"{"resultCode": "02000001", "resultMessage": "bad agent"}"#,
+                "resultCode 02000001: bad agent",
+            ),
+            (r#"{"retcode": 5, "message": "busy"}"#, "retcode 5: busy"),
+        ] {
+            match classify(200, body.as_bytes(), "c1") {
+                Verdict::Final(LookupKind::ApiError, m) => {
+                    assert_eq!(m, format!("the platform refused: {words}"), "{body}")
+                }
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+        // Success codes beside no fields are still "no such call"; beside fields, an answer.
+        for body in [r#"{"returnCode": "0"}"#, r#"{"resultCode": "0100000"}"#] {
+            assert_eq!(classify(200, body.as_bytes(), "c1"), Verdict::NotFound);
+        }
+        let f = ok(r#"{"retcode": "0", "caller": "1"}"#);
+        assert_eq!(f.caller.as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn the_gateways_words_and_request_id_are_kept() {
+        let body = br#"{"error_code": "APIG.0308", "error_msg": "The throttling threshold has been reached", "request_id": "3f2a"}"#;
+        assert_eq!(
+            classify(429, body, "c1"),
+            Verdict::Transient(
+                LookupKind::RateLimited,
+                "HTTP 429: APIG.0308: The throttling threshold has been reached (request 3f2a)"
+                    .into()
+            )
+        );
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-request-id", http::HeaderValue::from_static("9b1c"));
+        let v = classify(503, b"busy", "c1").with_request_id(&headers);
+        assert_eq!(
+            v,
+            Verdict::Transient(
+                LookupKind::ServerError,
+                "HTTP 503: busy (request 9b1c)".into()
+            )
+        );
+        let denied = br#"{"error_code": "APIG.0302", "error_msg": "IP not allowed"}"#;
+        match classify(403, denied, "c1") {
+            Verdict::Final(LookupKind::Unauthorized, m) => {
+                assert!(
+                    m.contains("APIG.0302: IP not allowed; the gateway refuses"),
+                    "{m}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        let daily = br#"{"error_code": "APIG.0308", "error_msg": "Daily quota exhausted"}"#;
+        assert!(matches!(
+            classify(429, daily, "c1"),
+            Verdict::QuotaExhausted(_)
+        ));
     }
 
     #[test]

@@ -106,4 +106,40 @@ pub struct LookupAnswer<'a> {
         skip_serializing_if = "Option::is_none"
     )]
     pub call_type: Option<&'a RawValue>,
+    /// The status fields other CEC APIs answer with (`../shared/cec-api.md` section 3): a
+    /// failure code there is the platform's refusal, never "no such call".
+    #[serde(
+        borrow,
+        default,
+        rename = "returnCode",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub return_code: Option<&'a RawValue>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<&'a RawValue>,
+    #[serde(
+        borrow,
+        default,
+        rename = "resultCode",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub result_code: Option<&'a RawValue>,
+    #[serde(
+        borrow,
+        default,
+        rename = "resultDesc",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub result_desc: Option<&'a RawValue>,
+    #[serde(
+        borrow,
+        default,
+        rename = "resultMessage",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub result_message: Option<&'a RawValue>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub retcode: Option<&'a RawValue>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<&'a RawValue>,
 }

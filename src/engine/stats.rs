@@ -14,7 +14,7 @@ pub struct Stats {
     /// Rows handed to the writer, in order.
     pub rows: AtomicU64,
     pub ok: AtomicU64,
-    failed: [AtomicU64; 9],
+    failed: [AtomicU64; LookupKind::ALL.len()],
     /// Lookup HTTP requests, retries included (token requests are counted by the provider).
     pub requests: AtomicU64,
     pub retries: AtomicU64,

@@ -148,6 +148,7 @@ pub(super) fn render(call_id: &str, knobs: &Knobs) -> Vec<u8> {
         call_skill_id: Some(&skill_id),
         call_skill: Some(&skill),
         call_type: Some(&call_type),
+        ..LookupAnswer::default()
     };
     serde_json::to_vec(&answer).expect("raw values serialize")
 }

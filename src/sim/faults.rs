@@ -21,7 +21,7 @@ pub(super) enum Fault {
     Reset,
     /// No answer at all.
     Hang,
-    /// 200 with this body, which is not JSON.
+    /// 200 with this body: not JSON, or not an answer.
     Malformed(&'static str),
     /// The normal answer, after `--slow-ms`.
     Slow,
@@ -32,7 +32,7 @@ const BAD_GATEWAY_PAGE: &str = "<html>502 Bad Gateway</html>";
 /// Faults forced by a call-ID prefix, so a test can put an exact fault on an exact row.
 /// `sim401-` refuses every token for that call, as when the app lacks the API: a 401 that
 /// a refresh does not cure.
-const FORCED: [(&str, Fault); 11] = [
+const FORCED: [(&str, Fault); 12] = [
     ("simslow-", Fault::Slow),
     ("sim400-", Fault::Status(StatusCode::BAD_REQUEST)),
     ("sim401-", Fault::Status(StatusCode::UNAUTHORIZED)),
@@ -44,6 +44,11 @@ const FORCED: [(&str, Fault); 11] = [
     ("simhang-", Fault::Hang),
     ("simjunk-", Fault::Malformed("<html>oops</html>")),
     ("simempty-", Fault::Malformed("")),
+    // A business error inside a 200, as other CEC APIs answer.
+    (
+        "simbiz-",
+        Fault::Malformed(r#"{"returnCode": "1", "description": "tenant does not exist"}"#),
+    ),
 ];
 
 pub(super) fn forced(call_id: &str) -> Option<Fault> {

@@ -259,7 +259,7 @@ async fn lookup(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) ->
         Fault::Status(status) => sim.error(status, "injected"),
         Fault::RateLimited => sim.too_many(),
         Fault::Malformed(text) => {
-            let kind = if text.is_empty() {
+            let kind = if text.is_empty() || text.starts_with('{') {
                 "application/json"
             } else {
                 "text/html"

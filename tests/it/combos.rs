@@ -581,3 +581,30 @@ fn a_default_never_stands_in_for_a_column_that_looks_like_its_id() {
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(sim.stats()["agent_ids"], serde_json::json!(["103", "134"]));
 }
+
+#[test]
+fn a_business_error_in_a_200_is_never_not_found_nor_cached() {
+    let sim = Sim::start(&[]);
+    let wd = Workdir::new();
+    let input = wd.write("in.csv", calls_csv(&["b-ok".into(), "simbiz-1".into()]));
+    let cache = wd.path("c.db");
+    let args = ["--cache", cache.to_str().unwrap()];
+    for run in 0..2 {
+        let r = enrich(&sim, &input, &wd.path("out.csv"), &args);
+        assert_eq!(r.code, 3, "run {run}: {r:?}");
+        assert!(
+            r.stderr
+                .contains("rerunning the same command looks up the 1"),
+            "{r:?}"
+        );
+        let report = read_csv(&wd.path("out.errors.csv"));
+        assert_eq!(report[1][..4], ["2", "simbiz-1", "api_error", "200"]);
+        assert_eq!(
+            report[1][5],
+            "the platform refused: returnCode 1: tenant does not exist"
+        );
+    }
+    // The refused key was asked again by the rerun: neither the cache nor the journal kept
+    // it as an answer; the good one came from the cache.
+    assert_eq!(sim.stat("lookup_requests"), 3);
+}
