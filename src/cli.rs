@@ -69,11 +69,12 @@ pub struct ApiArgs {
     #[arg(
         long,
         env = "CEC_BASE_URL",
+        hide_env_values = true,
         default_value = "https://service.besclouds.com"
     )]
     pub base_url: String,
     /// The app key.
-    #[arg(long, env = "CEC_APP_KEY")]
+    #[arg(long, env = "CEC_APP_KEY", hide_env_values = true)]
     pub app_key: Option<String>,
     /// A file holding the app secret (else env CEC_APP_SECRET). Never a plain argument.
     #[arg(long, value_name = "PATH")]
@@ -97,11 +98,16 @@ pub struct CheckArgs {
     /// A call ID to look up; without one, a lookup of a made-up ID shows the API answers.
     #[arg(long)]
     pub call_id: Option<String>,
-    #[arg(long, env = "CEC_TENANT_ID", default_value = "")]
+    #[arg(
+        long,
+        env = "CEC_TENANT_ID",
+        hide_env_values = true,
+        default_value = ""
+    )]
     pub tenant_id: String,
-    #[arg(long, env = "CEC_USER_ID", default_value = "")]
+    #[arg(long, env = "CEC_USER_ID", hide_env_values = true, default_value = "")]
     pub user_id: String,
-    #[arg(long, env = "CEC_AGENT_ID", default_value = "")]
+    #[arg(long, env = "CEC_AGENT_ID", hide_env_values = true, default_value = "")]
     pub agent_id: String,
     /// Also check that this shared-quota Redis answers.
     #[arg(
@@ -154,13 +160,13 @@ pub struct EnrichArgs {
     #[arg(long, help_heading = INPUT)]
     pub dry_run: bool,
     /// Tenant ID for rows with no tenantId column or an empty cell.
-    #[arg(long, env = "CEC_TENANT_ID", help_heading = INPUT)]
+    #[arg(long, env = "CEC_TENANT_ID", hide_env_values = true, help_heading = INPUT)]
     pub tenant_id: Option<String>,
     /// User ID for rows with no userId column or an empty cell.
-    #[arg(long, env = "CEC_USER_ID", help_heading = INPUT)]
+    #[arg(long, env = "CEC_USER_ID", hide_env_values = true, help_heading = INPUT)]
     pub user_id: Option<String>,
     /// Agent ID for rows with no agentId column or an empty cell.
-    #[arg(long, env = "CEC_AGENT_ID", help_heading = INPUT)]
+    #[arg(long, env = "CEC_AGENT_ID", hide_env_values = true, help_heading = INPUT)]
     pub agent_id: Option<String>,
     /// The call-ID column [default: the first of callId, call_id, callid, any case].
     #[arg(long, value_name = "NAME", help_heading = INPUT)]
@@ -213,7 +219,7 @@ pub struct EnrichArgs {
     pub fresh: bool,
     /// Where the journal of a run whose OUTPUT is s3:// is kept.
     /// Default: $XDG_STATE_HOME/callinfo, else ~/.local/state/callinfo.
-    #[arg(long, value_name = "DIR", env = "CALLINFO_STATE_DIR", help_heading = RESUME)]
+    #[arg(long, value_name = "DIR", env = "CALLINFO_STATE_DIR", hide_env_values = true, help_heading = RESUME)]
     pub state_dir: Option<PathBuf>,
     /// A store of outcomes shared across runs and jobs: keys already answered `ok` or
     /// `not_found` there are not looked up again. Created if missing. A Redis URL with a
@@ -249,7 +255,7 @@ pub struct EnrichArgs {
     pub row_group_rows: u64,
     /// Which failed rows make the exit status 3: any; only those a rerun may change
     /// (transient ones and 401s); or never (exit 0 once the run is complete).
-    #[arg(long, value_enum, env = "CALLINFO_FAIL_ON", default_value_t = FailOn::Any,
+    #[arg(long, value_enum, env = "CALLINFO_FAIL_ON", hide_env_values = true, default_value_t = FailOn::Any,
           help_heading = OUTPUT)]
     pub fail_on: FailOn,
     /// Progress display on stderr.

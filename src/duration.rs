@@ -8,20 +8,32 @@ use std::time::Duration;
 const MAX: f64 = 100.0 * 365.0 * 86400.0;
 
 pub fn parse(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let scale = match unit {
-        "" | "s" => 1.0,
-        "ms" => 0.001,
-        "m" => 60.0,
-        "h" => 3600.0,
-        "d" => 86400.0,
-        _ => return Err(bad(s)),
-    };
-    let secs = number.parse::<f64>().map_err(|_| bad(s))? * scale;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return Err(bad(s));
+    }
+    // Parts add up: `1h30m`, `2d12h`, `90m`, `45`.
+    let mut secs = 0.0;
+    while !rest.is_empty() {
+        let split = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (number, tail) = rest.split_at(split);
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(tail.len());
+        let (unit, next) = tail.split_at(unit_len);
+        let scale = match unit {
+            "" | "s" => 1.0,
+            "ms" => 0.001,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "d" => 86400.0,
+            _ => return Err(bad(s)),
+        };
+        secs += number.parse::<f64>().map_err(|_| bad(s))? * scale;
+        rest = next;
+    }
     if !(secs.is_finite() && secs > 0.0 && secs <= MAX) {
         return Err(format!(
             "`{s}` is not a duration above 0 and under 100 years"
@@ -31,7 +43,7 @@ pub fn parse(s: &str) -> Result<Duration, String> {
 }
 
 fn bad(s: &str) -> String {
-    format!("`{s}` is not a duration: write a number with s, ms, m, h or d (30s, 90m, 2h, 30d)")
+    format!("`{s}` is not a duration: write a number with s, ms, m, h or d (30s, 90m, 1h30m, 30d)")
 }
 
 /// `HH:MM` in local time, 24-hour clock.

@@ -146,6 +146,7 @@ pub fn block_on(
 
 /// Run one command.
 pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<Status, Error> {
+    let quiet = cli.quiet;
     match cli.command {
         Command::Enrich(args) => {
             let summary_path = args.summary_json.clone();
@@ -156,7 +157,10 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<Status, Error> {
                 return dry_run::run(job).await;
             }
             let report = enrich::run(job, shutdown).await?;
-            tell(&report);
+            // `-q`: only errors; a run whose every row is ok says nothing.
+            if !(quiet && report.status == Status::AllOk) {
+                tell(&report);
+            }
             if let Some(path) = summary_path {
                 write_summary(&path, &report.summary)?;
             }
@@ -199,10 +203,12 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<Status, Error> {
         }
         Command::Man => {
             use clap::CommandFactory;
-            clap_mangen::Man::new(Cli::command())
-                .render(&mut std::io::stdout())
-                .map_err(|e| Error::Setup(format!("cannot write the man page: {e}")))?;
-            Ok(Status::AllOk)
+            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                // `callinfo man | head`: the reader had enough.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Status::AllOk),
+                Err(e) => Err(Error::Setup(format!("cannot write the man page: {e}"))),
+                Ok(()) => Ok(Status::AllOk),
+            }
         }
     }
 }

@@ -130,13 +130,13 @@ pub fn render(s: &Summary, phase: Phase, last_success: Option<f64>) -> String {
             &[("", f64::from(u8::from(s.daily_quota_exhausted)))],
         );
     }
-    if let Some(t) = last_success {
-        gauge(
-            LAST_SUCCESS,
-            "When a run last ended with exit status 0 (Unix time).",
-            &[("", t)],
-        );
-    }
+    // 0 before any success: `time() - callinfo_last_success_timestamp_seconds > 86400`
+    // fires for a job that never succeeded, the one that needs it most.
+    gauge(
+        LAST_SUCCESS,
+        "When a run last ended with exit status 0 (Unix time; 0 before the first).",
+        &[("", last_success.unwrap_or(0.0))],
+    );
     out
 }
 

@@ -117,6 +117,8 @@ pub struct TokenProvider {
     /// A lookup needs a fetch now: the first token, or a 401.
     wanted: Notify,
     requests: AtomicU64,
+    /// Token requests answered "credentials rejected" so far in this run.
+    rejections: std::sync::atomic::AtomicU32,
 }
 
 impl TokenProvider {
@@ -140,6 +142,7 @@ impl TokenProvider {
             state: watch::Sender::new(State::Idle),
             wanted: Notify::new(),
             requests: AtomicU64::new(0),
+            rejections: Default::default(),
         }
     }
 
@@ -294,6 +297,13 @@ impl TokenProvider {
             let usable = matches!(&*self.state.borrow(), State::Ready(t) if t.usable());
             let (cause, retry_after) = match error {
                 FetchError::Fatal(e) if !usable => return Err(e),
+                // The gateway locks credentials after repeated failed authentications: a
+                // rejected refresh is tried once more in a whole run, never in a loop.
+                FetchError::Fatal(e @ AuthError::Rejected { .. })
+                    if self.rejections.fetch_add(1, Ordering::Relaxed) >= 1 =>
+                {
+                    return Err(e)
+                }
                 FetchError::Fatal(e) => (e.to_string(), None),
                 FetchError::Transient { cause, retry_after } => (cause, retry_after),
             };

@@ -103,3 +103,29 @@ fn a_401_that_survives_a_refresh_is_systemic() {
         "the work done is kept"
     );
 }
+
+#[test]
+fn a_rejected_refresh_is_tried_once_more_in_a_whole_run_never_in_a_loop() {
+    // The first token works for 2 s; every later token request is answered 401, as when
+    // the app secret was rotated mid-run. The gateway locks credentials after five.
+    let sim = Sim::start(&[
+        "--token-lifetime",
+        "2",
+        "--token-fail-from",
+        "1",
+        "--token-fail-count",
+        "1000",
+        "--token-fail-status",
+        "401",
+    ]);
+    let wd = Workdir::new();
+    let input = wd.write("in.csv", calls_csv(&ids("r", 400)));
+    let r = enrich(&sim, &input, &wd.path("out.csv"), &["--rate", "50"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("credentials rejected"), "{r:?}");
+    assert_eq!(
+        sim.stat("token_requests"),
+        3,
+        "the first token and two rejected"
+    );
+}

@@ -232,8 +232,9 @@ print(json.dumps(out))
             * 1000.0,
         s["latency_ms"]["p99"].as_f64().unwrap()
     );
-    assert!(
-        m.get("callinfo_last_success_timestamp_seconds").is_none(),
+    // Issue 28: 0 before any success (it was left out), so the staleness alert fires.
+    assert_eq!(
+        m["callinfo_last_success_timestamp_seconds"], 0.0,
         "exit 3 is no success"
     );
 

@@ -281,3 +281,35 @@ fn demo_runs_the_sample_against_its_own_simulator() {
         ]
     );
 }
+
+#[test]
+fn quiet_says_nothing_on_success_and_durations_add_up() {
+    let sim = Sim::start(&[]);
+    let wd = Workdir::new();
+    let input = wd.write("in.csv", calls_csv(&ids("q", 5)));
+    let mut c = callinfo(Some(&sim));
+    c.arg("-q")
+        .arg("enrich")
+        .arg(&input)
+        .arg(wd.path("out.csv"));
+    c.args(["--rate", "0", "--max-duration", "1h30m"]);
+    let r = run(c);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stderr, "", "{r:?}");
+    assert_eq!(read_csv(&wd.path("out.csv")).len(), 6);
+}
+
+#[test]
+fn the_man_page_into_a_closed_pipe_ends_quietly() {
+    // A pipe whose reader is gone before the first byte: `callinfo man | head` at its end.
+    let script = "import os, subprocess, sys\n\
+                  r, w = os.pipe(); os.close(r)\n\
+                  p = subprocess.run([sys.argv[1], 'man'], stdout=w, stderr=subprocess.PIPE)\n\
+                  print(p.returncode); sys.stdout.write(p.stderr.decode())";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, BIN])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text, "0\n", "exit 0 and no broken-pipe line");
+}
