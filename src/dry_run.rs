@@ -78,12 +78,35 @@ pub async fn run(job: Job) -> Result<Status, Error> {
                 "at --rate {rate}: about {secs:.0} s ({}) for {requests} requests; no request was made and nothing was written",
                 clock(secs)
             );
+            if let Some(window) = &job.stop {
+                println!("{}", fits(secs, rate, window));
+            }
         }
         None => println!(
             "--rate 0 sets no limit: the time depends on the server; no request was made and nothing was written"
         ),
     }
     Ok(Status::AllOk)
+}
+
+/// Whether the lookups fit the run's window at `rate`, and what is left for the next run
+/// when they do not.
+fn fits(secs: f64, rate: f64, window: &crate::config::Window) -> String {
+    let left = window.after.as_secs_f64();
+    if secs <= left {
+        format!(
+            "{} leaves {} ({left:.0} s): the job fits",
+            window.flag,
+            clock(left)
+        )
+    } else {
+        format!(
+            "{} leaves {} ({left:.0} s): the job does not fit; about {:.0} requests would wait for the next run (exit 75), or raise --rate if the quota allows",
+            window.flag,
+            clock(left),
+            (secs - left) * rate
+        )
+    }
 }
 
 /// `1:02:03`.

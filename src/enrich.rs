@@ -108,6 +108,16 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
         let (path, fresh, env) = (job.journal.clone(), job.fresh, env.clone());
         blocking(move || Journal::open(&path, fresh, &env)).await?
     };
+    let kept = {
+        let store = journal.store().clone();
+        blocking(move || store.count()).await?
+    };
+    if kept > 0 {
+        tracing::info!(
+            "resuming: {kept} lookups of an earlier run are in {}; they are not asked again",
+            job.journal.display()
+        );
+    }
     let ledger = journal.ledger().clone();
     let skipped = {
         let (items, ledger, ours, many) = (

@@ -102,6 +102,12 @@ pub enum Error {
     /// A failed `callinfo check` step, already in plain words.
     #[error("check failed: {0}")]
     Check(String),
+    /// A fatal error after lookups were journaled: the line says where they are.
+    #[error("{source}; what was done is kept in {}: the same command goes on from there", journal.display())]
+    JournalKept {
+        source: Box<Error>,
+        journal: std::path::PathBuf,
+    },
 }
 
 impl From<plan::PlanError> for Error {
@@ -156,7 +162,20 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<Status, Error> {
             if job.dry_run {
                 return dry_run::run(job).await;
             }
-            let report = enrich::run(job, shutdown).await?;
+            let journal = job.journal.clone();
+            let report = match enrich::run(job, shutdown).await {
+                Ok(report) => report,
+                // A store's own errors say what to do with it; any other stop that leaves
+                // a journal says where it is.
+                Err(e @ (Error::Store(_) | Error::Config(_))) => return Err(e),
+                Err(e) if journal.exists() => {
+                    return Err(Error::JournalKept {
+                        source: Box::new(e),
+                        journal,
+                    })
+                }
+                Err(e) => return Err(e),
+            };
             // `-q`: only errors; a run whose every row is ok says nothing.
             if !(quiet && report.status == Status::AllOk) {
                 tell(&report);

@@ -586,6 +586,14 @@ impl Store {
         }
     }
 
+    /// Outcomes recorded so far (committed).
+    pub fn count(&self) -> Result<u64, StoreError> {
+        let conn = self.reader.lock().unwrap();
+        conn.query_row("SELECT COUNT(*) FROM outcomes", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(sqlite_error(&self.path.display().to_string()))
+    }
+
     /// Whether any outcome was ever recorded.
     pub fn is_empty(&self) -> Result<bool, StoreError> {
         let conn = self.reader.lock().unwrap();

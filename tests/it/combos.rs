@@ -608,3 +608,45 @@ fn a_business_error_in_a_200_is_never_not_found_nor_cached() {
     // it as an answer; the good one came from the cache.
     assert_eq!(sim.stat("lookup_requests"), 3);
 }
+
+#[test]
+fn a_resumed_run_says_so_and_a_fatal_stop_says_where_the_journal_is() {
+    let sim = Sim::start(&[]);
+    let wd = Workdir::new();
+    let mut keys = ids("j", 30);
+    keys[7] = "sim503-7".into();
+    let input = wd.write("in.csv", calls_csv(&keys));
+    let args = ["--max-retries", "0"];
+    let first = enrich(&sim, &input, &wd.path("out.csv"), &args);
+    assert_eq!(first.code, 3, "{first:?}");
+    assert!(!first.stderr.contains("resuming"), "{first:?}");
+
+    // The next run resumes, and stops when its one lookup finds the secret rotated.
+    let mut c = callinfo(Some(&sim));
+    c.env("CEC_APP_SECRET", "rotated");
+    c.arg("enrich")
+        .arg(&input)
+        .arg(wd.path("out.csv"))
+        .args(["--rate", "0"])
+        .args(args);
+    let r = run(c);
+    assert_eq!(r.code, 1, "{r:?}");
+    let journal = wd.path("out.csv.journal");
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{r:?}");
+    assert!(
+        lines[0].contains(&format!(
+            "resuming: 30 lookups of an earlier run are in {}",
+            journal.display()
+        )),
+        "{r:?}"
+    );
+    assert!(
+        lines[1].contains("credentials rejected")
+            && lines[1].contains(&format!(
+                "what was done is kept in {}: the same command goes on from there",
+                journal.display()
+            )),
+        "{r:?}"
+    );
+}

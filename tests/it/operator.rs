@@ -313,3 +313,31 @@ fn the_man_page_into_a_closed_pipe_ends_quietly() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(text, "0\n", "exit 0 and no broken-pipe line");
 }
+
+#[test]
+fn a_dry_run_says_whether_the_job_fits_its_window() {
+    let sim = Sim::start(&[]);
+    let wd = Workdir::new();
+    let input = wd.write("in.csv", calls_csv(&ids("w", 100)));
+    let dry = |window: &str| {
+        let mut c = callinfo(Some(&sim));
+        c.arg("enrich").arg(&input).arg(wd.path("out.csv"));
+        c.args(["--dry-run", "--rate", "10", "--max-duration", window]);
+        run(c)
+    };
+    let short = dry("5s");
+    assert_eq!(short.code, 0, "{short:?}");
+    assert!(
+        short.stdout.contains(
+            "--max-duration 5s leaves 0:00:05 (5 s): the job does not fit; about 51 requests would wait for the next run"
+        ),
+        "{short:?}"
+    );
+    let long = dry("1h");
+    assert!(
+        long.stdout
+            .contains("--max-duration 1h leaves 1:00:00 (3600 s): the job fits"),
+        "{long:?}"
+    );
+    assert_eq!(sim.stat("token_requests") + sim.stat("lookup_requests"), 0);
+}
