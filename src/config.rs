@@ -7,11 +7,12 @@ use std::time::Duration;
 use crate::cli::{ApiArgs, EnrichArgs};
 use crate::duration::ClockTime;
 use crate::engine::progress::ProgressMode;
-use crate::input::{FieldSpec, Format, KeySpec};
+use crate::input::{FieldSpec, KeySpec};
 use crate::output::{Layout, Selection};
 use crate::plan::{self, Plan, PlanError, Request};
 use crate::secret::Secret;
 use crate::store::Ttl;
+pub use crate::usage::ConfigError;
 use crate::FailOn;
 
 /// Everything an enrich run needs, checked.
@@ -79,48 +80,6 @@ pub fn humanize(d: Duration) -> String {
         _ if s.is_multiple_of(60) => format!("{}m", s / 60),
         _ => format!("{s}s"),
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("the app secret is not taken as an argument (it would show in `ps` and shell history): set CEC_APP_SECRET or use --app-secret-file")]
-    SecretOnCommandLine,
-    #[error("no app key: set CEC_APP_KEY or pass --app-key")]
-    NoAppKey,
-    #[error("no app secret: set CEC_APP_SECRET or pass --app-secret-file")]
-    NoAppSecret,
-    #[error("{path}: cannot read the app secret: {source}")]
-    SecretFile {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{path}: empty app secret file")]
-    EmptySecretFile { path: String },
-    #[error("{path}: cannot tell the {which} format from the extension; use .csv or .parquet, or pass --{which}-format")]
-    UnknownFormat { path: String, which: &'static str },
-    #[error("--base-url {url}: {why}")]
-    BadUrl { url: String, why: String },
-    #[error("{flag} must be {what}")]
-    BadValue {
-        flag: &'static str,
-        what: &'static str,
-    },
-    #[error("{path}: the output would overwrite the input; choose another OUTPUT")]
-    OutputIsInput { path: String },
-    #[error("{path}: cannot use it as --ca-cert: {message}")]
-    CaCert { path: String, message: String },
-    #[error("{first} and {second} are the same file ({path}); give each its own path")]
-    SamePath {
-        first: &'static str,
-        second: &'static str,
-        path: String,
-    },
-    #[error("--columns: {0}")]
-    Columns(String),
-    #[error("{0}")]
-    Usage(&'static str),
-    #[error("{0}")]
-    Plan(String),
 }
 
 /// How to reach the API, checked.
@@ -287,64 +246,6 @@ impl Job {
             fail_on: args.fail_on,
         })
     }
-}
-
-/// The files a run writes must be distinct: `--errors out.csv` beside OUTPUT `out.csv`
-/// would have the report overwrite the output.
-pub(crate) fn distinct_outputs(
-    output: Option<&Path>,
-    errors: Option<&Path>,
-    summary: Option<&Path>,
-    metrics: Option<&Path>,
-    journal: &Path,
-) -> Result<(), ConfigError> {
-    let mut files: Vec<(&'static str, &Path)> = vec![("the journal", journal)];
-    if let Some(e) = errors {
-        files.insert(0, ("--errors", e));
-    }
-    if let Some(o) = output {
-        files.insert(0, ("OUTPUT", o));
-    }
-    if let Some(s) = summary {
-        files.push(("--summary-json", s));
-    }
-    if let Some(m) = metrics {
-        files.push(("--metrics-file", m));
-    }
-    for (i, (first, a)) in files.iter().enumerate() {
-        for (second, b) in &files[i + 1..] {
-            if same_file(a, b) {
-                return Err(ConfigError::SamePath {
-                    first,
-                    second,
-                    path: a.display().to_string(),
-                });
-            }
-        }
-    }
-    Ok(())
-}
-
-pub(crate) fn format_of(path: &Path, which: &'static str) -> Result<Format, ConfigError> {
-    Format::from_path(path).ok_or_else(|| ConfigError::UnknownFormat {
-        path: path.display().to_string(),
-        which,
-    })
-}
-
-/// The same file, existing or not: paths are compared once made absolute and free of `.`.
-pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => absolute(a) == absolute(b),
-    }
-}
-
-fn absolute(p: &Path) -> PathBuf {
-    let p = std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
-    p.components()
-        .filter(|c| !matches!(c, std::path::Component::CurDir))
-        .collect()
 }
 
 fn check_url(url: &str) -> Result<String, ConfigError> {

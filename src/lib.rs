@@ -43,6 +43,7 @@ pub mod sim;
 pub mod store;
 pub mod summary;
 pub mod text;
+pub mod usage;
 
 use tokio_util::sync::CancellationToken;
 

@@ -5,10 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{distinct_outputs, format_of, same_file, ConfigError};
 use crate::input::{Format, InputError, Source};
 use crate::objects::{Bucket, ObjectUrl};
 use crate::output::Destination;
+use crate::usage::{distinct_outputs, format_of, same_file, ConfigError};
 
 /// One input and where its rows and report go.
 #[derive(Clone, Debug)]

@@ -343,7 +343,7 @@ impl TokenProvider {
             .await
             .map_err(|e| FetchError::transient(super::transport::describe_reqwest(&e), None))?;
         let status = response.status().as_u16();
-        let retry_after = super::client::retry_after(response.headers());
+        let retry_after = super::gateway::retry_after(response.headers());
         if (300..400).contains(&status) {
             let location = response.headers().get(reqwest::header::LOCATION);
             return Err(FetchError::Fatal(AuthError::Redirected {
@@ -372,7 +372,7 @@ impl TokenProvider {
                     url: self.url.clone(),
                 }))
             }
-            429 | 405 if super::client::quota_exhausted(&bytes) => {
+            429 | 405 if super::gateway::quota_exhausted(&bytes) => {
                 return Err(FetchError::Fatal(AuthError::QuotaExhausted {
                     url: self.url.clone(),
                     message: format!("HTTP {status}: {}", String::from_utf8_lossy(&bytes)),

@@ -1,12 +1,13 @@
 //! One lookup request and its classification: every HTTP outcome becomes exactly one
 //! [`Verdict`] here, and nowhere else. Retries, pacing and files are not this module's job.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::header::HeaderValue;
 use serde_json::value::RawValue;
 
 use crate::api::auth::Token;
+use crate::api::gateway::{gateway_code, quota_exhausted, retry_after, said};
 use crate::api::model::{LookupAnswer, LookupRequest, LOOKUP_PATH};
 use crate::api::transport::{Failed, Target, Transport};
 use crate::config::Api;
@@ -167,15 +168,6 @@ pub fn classify(status: u16, body: &[u8], call_id: &str) -> Verdict {
     }
 }
 
-/// The gateway's words for a quota that a wait of seconds will not bring back
-/// (`../shared/cec-api.md` section 3).
-pub fn quota_exhausted(body: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(body);
-    text.contains("Daily quota exhausted")
-        || text.contains("APIG.0501")
-        || text.contains("APIG.0502")
-}
-
 /// Why a 200 answer could not be used.
 #[derive(Debug, PartialEq)]
 pub enum BadAnswer {
@@ -268,44 +260,6 @@ fn plain(raw: &RawValue) -> String {
     serde_json::from_str::<String>(raw.get()).unwrap_or_else(|_| raw.get().to_owned())
 }
 
-/// The gateway's error body (`{"error_code": "APIG.0308", "error_msg": ..., "request_id":
-/// ...}`), read leniently: its code, message and request ID.
-#[derive(serde::Deserialize)]
-struct GatewayError {
-    error_code: Option<String>,
-    error_msg: Option<String>,
-    request_id: Option<String>,
-}
-
-fn gateway_code(body: &[u8]) -> Option<String> {
-    serde_json::from_slice::<GatewayError>(body)
-        .ok()?
-        .error_code
-}
-
-/// What an error answer said: the gateway's code, words and request ID when it wrote the
-/// body (`APIG.0308: The throttling threshold ... (request 3f2a...)`), else its first line.
-fn said(body: &[u8]) -> String {
-    match serde_json::from_slice::<GatewayError>(body) {
-        Ok(GatewayError {
-            error_code: Some(code),
-            error_msg,
-            request_id,
-        }) => {
-            let mut words = code;
-            if let Some(m) = error_msg {
-                words.push_str(": ");
-                words.push_str(&m);
-            }
-            if let Some(id) = request_id {
-                words.push_str(&format!(" (request {id})"));
-            }
-            words
-        }
-        _ => snippet(body),
-    }
-}
-
 fn non_null(raw: &RawValue) -> Option<&RawValue> {
     (raw.get() != "null").then_some(raw)
 }
@@ -383,52 +337,11 @@ fn text(raw: &RawValue) -> Result<Option<String>, String> {
     }
 }
 
-/// The first 200 characters of an error body, on one line.
-fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let one_line: String = text
-        .chars()
-        .take(200)
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    one_line.trim().to_owned()
-}
-
-/// The longest pause a `Retry-After` can impose: a wild value (a misconfigured gateway, a
-/// date years ahead) must neither overflow a clock nor park the run for days.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
-
-/// `Retry-After` in either form the HTTP spec allows: delta-seconds or an HTTP date,
-/// capped at [`MAX_RETRY_AFTER`].
-pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    let wait = match value.parse::<u64>() {
-        Ok(secs) => Duration::from_secs(secs),
-        Err(_) => {
-            let when = httpdate::parse_http_date(value).ok()?;
-            when.duration_since(SystemTime::now())
-                .unwrap_or(Duration::ZERO)
-        }
-    };
-    if wait > MAX_RETRY_AFTER {
-        tracing::info!(
-            "the server asked to wait {value:?} (Retry-After); waiting {} s instead",
-            MAX_RETRY_AFTER.as_secs()
-        );
-        return Some(MAX_RETRY_AFTER);
-    }
-    if wait >= Duration::from_secs(60) {
-        tracing::info!(
-            "the server asked to wait {} s (Retry-After)",
-            wait.as_secs()
-        );
-    }
-    Some(wait)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use reqwest::header::{HeaderMap, RETRY_AFTER};
+    use std::time::SystemTime;
 
     fn ok(body: &str) -> Fields {
         match parse_answer(body.as_bytes(), "c1") {

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod gateway;
 pub mod model;
 pub mod transport;
 

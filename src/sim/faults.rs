@@ -3,7 +3,7 @@
 
 use axum::http::StatusCode;
 
-use super::answer::{fnv1a64, mix, unit};
+use super::draw::{fnv1a64, mix, unit};
 use super::Knobs;
 
 /// What happens to one lookup that passed the limit, the token check and validation.

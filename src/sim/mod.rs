@@ -2,6 +2,7 @@
 //! and benchmarks run the real client against exact, reproducible answers and faults.
 
 pub mod answer;
+mod draw;
 mod faults;
 mod knobs;
 mod stats;
@@ -203,9 +204,9 @@ async fn lookup(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) ->
     // Counted before anything may reject the request: a test asserting "at most N requests
     // per call ID" must see every retry, whatever it was answered.
     let seen = match &parsed {
-        Ok(r) if !r.call_id.is_empty() => sim
-            .stats
-            .call_id_seen(answer::fnv1a64(r.call_id.as_bytes())),
+        Ok(r) if !r.call_id.is_empty() => {
+            sim.stats.call_id_seen(draw::fnv1a64(r.call_id.as_bytes()))
+        }
         _ => 0,
     };
     // A gateway throttles before it looks at the token or the body.
@@ -415,7 +416,7 @@ impl Sim {
             .map_or(0, |d| d.as_nanos() as u64);
         let mut tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
         tokens.issued += 1;
-        let tag = answer::mix(self.knobs.seed ^ answer::mix(tokens.issued ^ nanos));
+        let tag = draw::mix(self.knobs.seed ^ draw::mix(tokens.issued ^ nanos));
         let token = format!("simtok-{}-{tag:016x}", tokens.issued);
         if tokens.live.len() >= tokens.sweep_at {
             tokens.live.retain(|_, expiry| *expiry > now);
