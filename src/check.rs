@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::api::auth::{AuthError, TokenProvider};
-use crate::api::client::Verdict;
+use crate::api::auth::{AuthError, Token, TokenProvider};
+use crate::api::client::{Client, Verdict};
 use crate::backoff::Backoff;
 use crate::cli::CheckArgs;
 use crate::config::Api;
@@ -22,59 +22,13 @@ use crate::{api, Error, Status};
 const CHECK_RATE: f64 = 1000.0;
 
 pub async fn run(args: CheckArgs) -> Result<Status, Error> {
-    let CheckArgs {
-        api: api_args,
-        call_id,
-        tenant_id,
-        user_id,
-        agent_id,
-        shared_quota,
-        cache,
-    } = args;
-    let api = Api::from_args(api_args)?;
+    let api = Api::from_args(args.api)?;
     println!("base URL  {}", api.base_url);
-    let redis_urls = [
-        shared_quota.clone(),
-        cache.filter(|c| c.starts_with("redis")),
-    ];
-    let mut quota = None;
-    for url in redis_urls.into_iter().flatten() {
-        match crate::redis::Redis::connect(&url).await {
-            Ok(r) => {
-                println!("ok        Redis {} answers", r.url());
-                if shared_quota.as_ref() == Some(&url) && quota.is_none() {
-                    let env = Environment::new(&api.base_url, &api.app_key);
-                    quota = Some(Arc::new(SharedQuota::new(r, &env)));
-                }
-            }
-            Err(e) => return fail(format!("Redis {e}")),
-        }
-    }
+    let quota = redis(&api, args.shared_quota, args.cache).await?;
     // check's two requests take their turns in the shared window like any job's, at a
     // rate of their own high enough never to hold the jobs to it.
     let pacer = Arc::new(Pacer::shared(Some(CHECK_RATE), quota));
-
-    let url = reqwest::Url::parse(&api.base_url).expect("checked by config");
-    let host = url.host_str().unwrap_or_default().to_owned();
-    let port = url.port_or_known_default().unwrap_or(443);
-    match tokio::net::lookup_host((host.as_str(), port)).await {
-        Ok(mut addrs) => match addrs.next() {
-            Some(a) => println!("ok        {host} resolves to {}", a.ip()),
-            None => return fail(format!("{host} resolves to no address")),
-        },
-        Err(e) => {
-            return fail(format!(
-                "cannot resolve {host}: {e}; check --base-url and DNS"
-            ))
-        }
-    }
-    if let Ok(proxy) = std::env::var("HTTPS_PROXY").or_else(|_| std::env::var("https_proxy")) {
-        println!(
-            "note      HTTPS_PROXY is set: requests go through {}",
-            redact(&proxy)
-        );
-    }
-
+    resolve(&api).await?;
     let (http, client) = api::clients(&api, 1).map_err(Error::Setup)?;
     let tokens = Arc::new(TokenProvider::new(
         http.clone(),
@@ -88,77 +42,137 @@ pub async fn run(args: CheckArgs) -> Result<Status, Error> {
     let keeper = tokio_util::sync::CancellationToken::new();
     tokio::spawn(tokens.clone().keep(keeper.clone()));
     let _stop_keeper = keeper.drop_guard();
-    let token = match tokens.get().await {
+    let token = token(&tokens).await?;
+    let key = CallKey::new(
+        args.call_id.as_deref().unwrap_or("callinfo-check").into(),
+        or_placeholder(&args.user_id),
+        or_placeholder(&args.tenant_id),
+        or_placeholder(&args.agent_id),
+    );
+    if let Err(e) = pacer.ready().await {
+        return fail(format!("Redis {e}"));
+    }
+    lookup(&client, &key, &token, args.call_id.is_some()).await?;
+    println!("all good");
+    Ok(Status::AllOk)
+}
+
+/// Each Redis named answers; the shared quota's, to take turns in.
+async fn redis(
+    api: &Api,
+    shared_quota: Option<String>,
+    cache: Option<String>,
+) -> Result<Option<Arc<SharedQuota>>, Error> {
+    let urls = [
+        shared_quota.clone(),
+        cache.filter(|c| c.starts_with("redis")),
+    ];
+    let mut quota = None;
+    for url in urls.into_iter().flatten() {
+        match crate::redis::Redis::connect(&url).await {
+            Ok(r) => {
+                println!("ok        Redis {} answers", r.url());
+                if shared_quota.as_ref() == Some(&url) && quota.is_none() {
+                    let env = Environment::new(&api.base_url, &api.app_key);
+                    quota = Some(Arc::new(SharedQuota::new(r, &env)));
+                }
+            }
+            Err(e) => return Err(Error::Check(format!("Redis {e}"))),
+        }
+    }
+    Ok(quota)
+}
+
+/// The API's host resolves; a proxy in the environment is named.
+async fn resolve(api: &Api) -> Result<(), Error> {
+    let url = reqwest::Url::parse(&api.base_url).expect("checked by config");
+    let host = url.host_str().unwrap_or_default().to_owned();
+    let port = url.port_or_known_default().unwrap_or(443);
+    match tokio::net::lookup_host((host.as_str(), port)).await {
+        Ok(mut addrs) => match addrs.next() {
+            Some(a) => println!("ok        {host} resolves to {}", a.ip()),
+            None => return Err(Error::Check(format!("{host} resolves to no address"))),
+        },
+        Err(e) => {
+            return Err(Error::Check(format!(
+                "cannot resolve {host}: {e}; check --base-url and DNS"
+            )))
+        }
+    }
+    if let Ok(proxy) = std::env::var("HTTPS_PROXY").or_else(|_| std::env::var("https_proxy")) {
+        println!(
+            "note      HTTPS_PROXY is set: requests go through {}",
+            redact(&proxy)
+        );
+    }
+    Ok(())
+}
+
+/// A token, or the step that failed in plain words.
+async fn token(tokens: &TokenProvider) -> Result<Token, Error> {
+    let cause = match tokens.get().await {
         Ok(t) => {
             println!("ok        credentials accepted: got a token");
-            t
+            return Ok(t);
         }
         Err(AuthError::Rejected { status, .. }) => {
-            return fail(format!(
-                "credentials rejected (HTTP {status}): check CEC_APP_KEY and the app secret"
-            ))
+            format!("credentials rejected (HTTP {status}): check CEC_APP_KEY and the app secret")
         }
-        Err(AuthError::WrongUrl { url }) => {
-            return fail(format!("{url} answered 404: wrong base URL or path"))
-        }
+        Err(AuthError::WrongUrl { url }) => format!("{url} answered 404: wrong base URL or path"),
         Err(AuthError::Unavailable { url, cause }) => {
-            return fail(format!("cannot get a token from {url}: {}", cause))
+            format!("cannot get a token from {url}: {cause}")
         }
         Err(
             e @ (AuthError::Quota(_)
             | AuthError::Redirected { .. }
             | AuthError::QuotaExhausted { .. }),
-        ) => return fail(e.to_string()),
+        ) => e.to_string(),
     };
+    Err(Error::Check(cause))
+}
 
-    let key = CallKey::new(
-        call_id.as_deref().unwrap_or("callinfo-check").into(),
-        or_placeholder(&user_id),
-        or_placeholder(&tenant_id),
-        or_placeholder(&agent_id),
-    );
-    if let Err(e) = pacer.ready().await {
-        return fail(format!("Redis {e}"));
-    }
-    let attempt = client.attempt(&key, &token).await;
+/// One lookup; a 400 to the made-up ID (`asked`: the user named a real one) still shows
+/// the API answers.
+async fn lookup(client: &Client, key: &CallKey, token: &Token, asked: bool) -> Result<(), Error> {
+    let attempt = client.attempt(key, token).await;
     let status = attempt
         .status
         .map_or("no answer".to_owned(), |s| format!("HTTP {s}"));
-    match (attempt.verdict, &call_id) {
-        (Verdict::Found(f), _) => println!(
-            "ok        lookup of {}: caller {}, called {}, skill {}, call type {}",
-            key.call_id,
-            f.caller.as_deref().unwrap_or("-"),
-            f.called.as_deref().unwrap_or("-"),
-            f.call_skill.as_deref().unwrap_or("-"),
-            f.call_type.map_or("-".into(), |t| t.to_string())
+    let cause = match attempt.verdict {
+        Verdict::Found(f) => {
+            println!(
+                "ok        lookup of {}: caller {}, called {}, skill {}, call type {}",
+                key.call_id,
+                f.caller.as_deref().unwrap_or("-"),
+                f.called.as_deref().unwrap_or("-"),
+                f.call_skill.as_deref().unwrap_or("-"),
+                f.call_type.map_or("-".into(), |t| t.to_string())
+            );
+            return Ok(());
+        }
+        Verdict::NotFound => {
+            println!(
+                "ok        the lookup API answered ({status}): no call with ID {}",
+                key.call_id
+            );
+            return Ok(());
+        }
+        Verdict::Final(LookupKind::BadRequest, _) if !asked => {
+            println!("ok        the lookup API answered ({status}) to a made-up call ID");
+            return Ok(());
+        }
+        Verdict::TokenRejected => format!(
+            "the lookup was refused ({status}) with a fresh token: the app may lack queryCallInfoByCallId"
         ),
-        (Verdict::NotFound, _) => println!(
-            "ok        the lookup API answered ({status}): no call with ID {}",
-            key.call_id
+        Verdict::QuotaExhausted(message) => format!(
+            "the API's daily quota is used up ({message}): lookups pass again once it resets"
         ),
-        (Verdict::Final(LookupKind::BadRequest, _), None) => {
-            println!("ok        the lookup API answered ({status}) to a made-up call ID")
+        Verdict::WrongUrl => format!("{} answered 404: wrong base URL or path", client.url()),
+        Verdict::Final(kind, message) | Verdict::Transient(kind, message) => {
+            format!("lookup failed as {kind} ({status}): {message}")
         }
-        (Verdict::TokenRejected, _) => {
-            return fail(format!(
-                "the lookup was refused ({status}) with a fresh token: the app may lack queryCallInfoByCallId"
-            ))
-        }
-        (Verdict::QuotaExhausted(message), _) => {
-            return fail(format!(
-                "the API's daily quota is used up ({message}): lookups pass again once it resets"
-            ))
-        }
-        (Verdict::WrongUrl, _) => {
-            return fail(format!("{} answered 404: wrong base URL or path", client.url()))
-        }
-        (Verdict::Final(kind, message) | Verdict::Transient(kind, message), _) => {
-            return fail(format!("lookup failed as {kind} ({status}): {}", message))
-        }
-    }
-    println!("all good");
-    Ok(Status::AllOk)
+    };
+    Err(Error::Check(cause))
 }
 
 fn fail(message: String) -> Result<Status, Error> {
