@@ -80,44 +80,9 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
         _ => None,
     };
     // The shared parts next: if one is unreachable, nothing of this run is left behind.
-    let cache = match job.cache.clone() {
-        Some(path) if is_redis(&path) => {
-            let redis = Redis::connect(&path.to_string_lossy())
-                .await
-                .map_err(EngineError::from)?;
-            Some(Cache::Redis(Arc::new(RedisCache::new(
-                redis, &env, job.ttl,
-            ))))
-        }
-        Some(path) => {
-            let (env, ttl) = (env.clone(), job.ttl);
-            let store = blocking(move || Store::open(&path, Role::Cache(ttl), &env)).await?;
-            Some(Cache::File(Arc::new(store)))
-        }
-        None => None,
-    };
-    let shared = match &job.shared_quota {
-        Some(url) => {
-            let redis = Redis::connect(url).await.map_err(EngineError::from)?;
-            Some(Arc::new(SharedQuota::new(redis, &env)))
-        }
-        None => None,
-    };
-
-    let journal = {
-        let (path, fresh, env) = (job.journal.clone(), job.fresh, env.clone());
-        blocking(move || Journal::open(&path, fresh, &env)).await?
-    };
-    let kept = {
-        let store = journal.store().clone();
-        blocking(move || store.count()).await?
-    };
-    if kept > 0 {
-        tracing::info!(
-            "resuming: {kept} lookups of an earlier run are in {}; they are not asked again",
-            job.journal.display()
-        );
-    }
+    let cache = open_cache(&job, &env).await?;
+    let shared = open_shared_quota(&job, &env).await?;
+    let journal = open_journal(&job, &env).await?;
     let ledger = journal.ledger().clone();
     let skipped = {
         let (items, ledger, ours, many) = (
@@ -167,47 +132,22 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
         .total_rows
         .map(|t| job.limit.map_or(t, |l| t.min(l)));
 
-    let pacer = Arc::new(Pacer::shared(job.rate, shared));
-    let backoff = Backoff::new(job.max_retries);
-    let (http, client) = api::clients(&job.api, job.concurrency).map_err(Error::Setup)?;
-    let tokens = Arc::new(TokenProvider::new(
-        http.clone(),
-        &job.api.base_url,
-        job.api.app_key.clone(),
-        job.api.app_secret.clone(),
-        job.token_lifetime,
-        pacer.clone(),
-        backoff,
-    ));
+    let memo = Memo::new(journal.store().clone(), cache.clone());
+    let engine = engine(&job, started, memo, shared)?;
+    let Lookups {
+        tokens,
+        pacer,
+        stats,
+        ..
+    } = &engine.shared.lookups;
     // The keeper fetches the first token when a lookup first needs one: a run answered
     // entirely by the journal or the cache makes no request at all.
     let keeper = CancellationToken::new();
     tokio::spawn(tokens.clone().keep(keeper.clone()));
-    let stats = Arc::new(Stats::default());
-    let engine = Engine {
-        shared: Shared::new(
-            Lookups {
-                client,
-                tokens: tokens.clone(),
-                pacer: pacer.clone(),
-                backoff,
-                stats: stats.clone(),
-            },
-            Memo::new(journal.store().clone(), cache.clone()),
-        ),
-        concurrency: job.concurrency,
-        window_bytes: WINDOW_BYTES,
-        read_ahead: 2 * job.concurrency,
-        grace: job.api.timeout.min(Duration::from_secs(10)),
-        stop_at: job
-            .stop
-            .as_ref()
-            .map(|w| tokio::time::Instant::from_std(started) + w.after),
-    };
 
     let figures = || {
         Summary::new(
-            &stats,
+            stats,
             tokens.requests(),
             pacer.effective_rate(),
             started.elapsed(),
@@ -252,20 +192,13 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
     let mut quota = None;
     let status = result.and_then(|(end, estimated)| {
         closed?;
-        let status = match end {
-            End::Interrupted => Status::Interrupted,
-            End::OutOfTime => Status::OutOfTime,
-            End::QuotaExhausted(message) => {
-                quota = Some(message);
-                Status::QuotaExhausted
-            }
-            End::Complete => match job.fail_on {
-                FailOn::Any if failed > 0 => Status::SomeFailed,
-                FailOn::Transient if rerun_may_change > 0 => Status::SomeFailed,
-                _ => Status::AllOk,
-            },
-        };
-        Ok((status, estimated))
+        if let End::QuotaExhausted(message) = &end {
+            quota = Some(message.clone());
+        }
+        Ok((
+            status_of(end, job.fail_on, failed, rerun_may_change),
+            estimated,
+        ))
     });
     let code = match &status {
         Ok((s, _)) => s.code(),
@@ -295,6 +228,109 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
         },
         rerun_may_change,
     })
+}
+
+/// The lookups' engine: the pacer (shared across jobs with `--shared-quota`), the token
+/// provider, the client, and the stores that answer before any request.
+fn engine(
+    job: &Job,
+    started: Instant,
+    memo: Memo,
+    shared: Option<Arc<SharedQuota>>,
+) -> Result<Engine, Error> {
+    let pacer = Arc::new(Pacer::shared(job.rate, shared));
+    let backoff = Backoff::new(job.max_retries);
+    let (http, client) = api::clients(&job.api, job.concurrency).map_err(Error::Setup)?;
+    let tokens = Arc::new(TokenProvider::new(
+        http,
+        &job.api.base_url,
+        job.api.app_key.clone(),
+        job.api.app_secret.clone(),
+        job.token_lifetime,
+        pacer.clone(),
+        backoff,
+    ));
+    let lookups = Lookups {
+        client,
+        tokens,
+        pacer,
+        backoff,
+        stats: Arc::new(Stats::default()),
+    };
+    Ok(Engine {
+        shared: Shared::new(lookups, memo),
+        concurrency: job.concurrency,
+        window_bytes: WINDOW_BYTES,
+        read_ahead: 2 * job.concurrency,
+        grace: job.api.timeout.min(Duration::from_secs(10)),
+        stop_at: job
+            .stop
+            .as_ref()
+            .map(|w| tokio::time::Instant::from_std(started) + w.after),
+    })
+}
+
+/// The exit status of a run that ended as `end`, with `failed` rows of which
+/// `rerun_may_change` a rerun may answer otherwise.
+fn status_of(end: End, fail_on: FailOn, failed: u64, rerun_may_change: u64) -> Status {
+    match end {
+        End::Interrupted => Status::Interrupted,
+        End::OutOfTime => Status::OutOfTime,
+        End::QuotaExhausted(_) => Status::QuotaExhausted,
+        End::Complete => match fail_on {
+            FailOn::Any if failed > 0 => Status::SomeFailed,
+            FailOn::Transient if rerun_may_change > 0 => Status::SomeFailed,
+            _ => Status::AllOk,
+        },
+    }
+}
+
+/// `--cache`: a file, or Redis shared across machines.
+async fn open_cache(job: &Job, env: &Environment) -> Result<Option<Cache>, Error> {
+    Ok(match job.cache.clone() {
+        Some(path) if is_redis(&path) => {
+            let redis = Redis::connect(&path.to_string_lossy())
+                .await
+                .map_err(EngineError::from)?;
+            Some(Cache::Redis(Arc::new(RedisCache::new(redis, env, job.ttl))))
+        }
+        Some(path) => {
+            let (env, ttl) = (env.clone(), job.ttl);
+            let store = blocking(move || Store::open(&path, Role::Cache(ttl), &env)).await?;
+            Some(Cache::File(Arc::new(store)))
+        }
+        None => None,
+    })
+}
+
+/// `--shared-quota`: the window every job of the app draws from.
+async fn open_shared_quota(
+    job: &Job,
+    env: &Environment,
+) -> Result<Option<Arc<SharedQuota>>, Error> {
+    Ok(match &job.shared_quota {
+        Some(url) => {
+            let redis = Redis::connect(url).await.map_err(EngineError::from)?;
+            Some(Arc::new(SharedQuota::new(redis, env)))
+        }
+        None => None,
+    })
+}
+
+/// The journal, locked for this run; a run that finds an earlier run's lookups there says
+/// so first.
+async fn open_journal(job: &Job, env: &Environment) -> Result<Journal, Error> {
+    let (path, fresh, env) = (job.journal.clone(), job.fresh, env.clone());
+    let journal = blocking(move || Journal::open(&path, fresh, &env)).await?;
+    let store = journal.store().clone();
+    let kept = blocking(move || store.count()).await?;
+    if kept > 0 {
+        tracing::info!(
+            "resuming: {kept} lookups of an earlier run are in {}; they are not asked again",
+            job.journal.display()
+        );
+    }
+    Ok(journal)
 }
 
 /// `--metrics-file`, rewritten every interval while the run goes on, and once at its end.
