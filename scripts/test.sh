@@ -20,8 +20,10 @@ export PROPTEST_RNG_SEED="${PROPTEST_RNG_SEED:-20261202}"
 # one at a time: a pacer spaces its grants, but a server counts arrivals, and on two cores
 # busy with the other tests a job paused for tens of milliseconds between grant and send
 # lets 51 arrive in one second of a quota of 50 (seen in CI). Alone, the only load is theirs.
-# A new test of that kind belongs in this list.
+# A new test of that kind belongs in this list, and so does one whose processes wait on
+# each other's locks within SQLite's 5 s busy timeout (two jobs on one cache file).
 ALONE=(
+    combos::two_jobs_started_together_on_one_cache_file_both_finish
     combos::check_takes_its_turns_in_the_shared_quota
     combos::jobs_of_mixed_rates_on_one_quota_are_held_to_the_smallest
     rate::rate_equal_to_the_server_limit_never_trips_it
