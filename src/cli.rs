@@ -196,6 +196,12 @@ pub struct EnrichArgs {
     #[arg(long, default_value_t = 5, value_name = "N",
           value_parser = clap::value_parser!(u32).range(0..=100), help_heading = PACING)]
     pub max_retries: u32,
+    /// At most N requests (lookups and token requests) in this run; then it stops as a
+    /// window does (exit 75), journal kept, and the same command goes on: a nightly job
+    /// that must leave the rest of the day's quota to others.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..),
+          help_heading = PACING)]
+    pub max_requests: Option<u64>,
     /// Token lifetime to ask for, in seconds (60 to 3600; the platform grants at most 3600).
     #[arg(long, default_value_t = 3600, value_name = "SECS",
           value_parser = clap::value_parser!(u64).range(60..=3600), help_heading = PACING)]

@@ -30,6 +30,7 @@ pub struct Job {
     pub rate: Option<f64>,
     pub concurrency: usize,
     pub max_retries: u32,
+    pub max_requests: Option<u64>,
     pub token_lifetime: Duration,
     pub progress: ProgressMode,
     pub progress_interval: Duration,
@@ -224,6 +225,7 @@ impl Job {
             rate,
             concurrency: usize::from(args.concurrency),
             max_retries: args.max_retries,
+            max_requests: args.max_requests,
             token_lifetime: Duration::from_secs(args.token_lifetime),
             progress: args.progress,
             progress_interval: at_most(

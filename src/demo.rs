@@ -87,6 +87,7 @@ pub async fn run(args: DemoArgs, shutdown: Shutdown) -> Result<Status, Error> {
         rate: Some(500.0),
         concurrency: 32,
         max_retries: 5,
+        max_requests: None,
         token_lifetime: Duration::from_secs(3600),
         progress: ProgressMode::Never,
         layout: crate::output::Layout::default(),

@@ -16,7 +16,7 @@ use crate::backoff::Backoff;
 use crate::config::Job;
 use crate::engine::memo::Cache;
 use crate::engine::progress::{Progress, ReadSoFar, Size};
-use crate::engine::{End, Engine, EngineError, Lookups, Memo, Shared, Stats};
+use crate::engine::{End, Engine, EngineError, Lookups, Memo, Quota, Shared, Stats};
 use crate::input::{key_sources, Batch, Format, InputError, KeySpec, Read, Reader};
 use crate::journal::{Ending, Journal, Ledger};
 use crate::objects::{Bucket, ObjectUrl, UploadLog};
@@ -49,8 +49,8 @@ pub struct Report {
     pub rerun_may_change: u64,
     /// The flag whose window ended the run, for its message.
     pub window: Option<String>,
-    /// The gateway's words when the daily quota ended the run.
-    pub quota: Option<String>,
+    /// The quota that ended the run: the API's daily one, or `--max-requests`.
+    pub quota: Option<Quota>,
 }
 
 pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
@@ -207,7 +207,7 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
     let files = files.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let summary = Summary {
         exit_status: code,
-        daily_quota_exhausted: quota.is_some(),
+        daily_quota_exhausted: matches!(quota, Some(Quota::Daily(_))),
         files,
         ..figures()
     };
@@ -256,6 +256,8 @@ fn engine(
         pacer,
         backoff,
         stats: Arc::new(Stats::default()),
+        max_requests: job.max_requests,
+        reserved: Default::default(),
     };
     Ok(Engine {
         shared: Shared::new(lookups, memo),

@@ -277,11 +277,17 @@ fn tell(report: &enrich::Report) {
             return;
         }
         Status::QuotaExhausted => {
-            eprintln!(
-                "callinfo: the API's daily quota is used up ({}): {}{of} rows done; {saved}; the same command finishes the job once the quota resets",
-                report.quota.as_deref().unwrap_or("the gateway said so"),
-                s.rows
-            );
+            match &report.quota {
+                Some(engine::Quota::Run(max)) => eprintln!(
+                    "callinfo: --max-requests {max} reached: {}{of} rows done; {saved}; the same command goes on from there",
+                    s.rows
+                ),
+                Some(engine::Quota::Daily(words)) => eprintln!(
+                    "callinfo: the API's daily quota is used up ({words}): {}{of} rows done; {saved}; the same command finishes the job once the quota resets",
+                    s.rows
+                ),
+                None => {}
+            }
             return;
         }
         Status::AllOk | Status::SomeFailed => {}

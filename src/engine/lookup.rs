@@ -19,6 +19,10 @@ pub struct Lookups {
     pub pacer: Arc<Pacer>,
     pub backoff: Backoff,
     pub stats: Arc<Stats>,
+    /// `--max-requests`: the run's budget of requests, token requests included.
+    pub max_requests: Option<u64>,
+    /// Lookups that took a unit of that budget.
+    pub reserved: std::sync::atomic::AtomicU64,
 }
 
 /// What a request for a job leads to.
@@ -36,6 +40,20 @@ pub enum Step {
 }
 
 impl Lookups {
+    /// Take one request of the `--max-requests` budget for a lookup; `Err(max)` once it
+    /// is spent. Token requests count too (one due at that very moment may add one).
+    pub fn reserve(&self) -> Result<(), u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some(max) = self.max_requests else {
+            return Ok(());
+        };
+        let tokens = self.tokens.requests();
+        self.reserved
+            .fetch_update(Relaxed, Relaxed, |r| (r + tokens < max).then_some(r + 1))
+            .map(drop)
+            .map_err(|_| max)
+    }
+
     /// Send one request for `job` with `token`, which the caller took just before its slot.
     pub async fn attempt(&self, job: &mut Job, token: &Token) -> Step {
         job.attempts += 1;

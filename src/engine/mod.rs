@@ -59,8 +59,8 @@ pub enum EngineError {
     #[error(transparent)]
     Redis(#[from] crate::redis::RedisError),
     /// Not an error to report but a stop: the engine ends as [`End::QuotaExhausted`].
-    #[error("the daily quota is used up: {0}")]
-    QuotaExhausted(String),
+    #[error("{0}")]
+    QuotaExhausted(Quota),
     #[error("stopped after the first {keys} lookups all failed as {kind} (last: {message}); nothing suggests the rest would do better")]
     Systemic {
         keys: u32,
@@ -84,8 +84,26 @@ pub enum End {
     Interrupted,
     /// `--deadline` / `--max-duration` came: likewise, and the same command finishes later.
     OutOfTime,
-    /// The API's daily quota is used up (the gateway's words): likewise, once it resets.
-    QuotaExhausted(String),
+    /// The API's daily quota is used up, or the run's `--max-requests`: likewise.
+    QuotaExhausted(Quota),
+}
+
+/// Which quota ended a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Quota {
+    /// The API's daily quota, in the gateway's words: the same command once it resets.
+    Daily(String),
+    /// `--max-requests N`: the same command goes on with the rest of the day's quota.
+    Run(u64),
+}
+
+impl std::fmt::Display for Quota {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Quota::Daily(words) => write!(f, "the daily quota is used up: {words}"),
+            Quota::Run(max) => write!(f, "--max-requests {max} reached"),
+        }
+    }
 }
 
 /// A row's outcome, or the cell its lookup will fill.
@@ -128,7 +146,7 @@ impl Shared {
                     self.queue.unclaim();
                     self.fatal.set(match e {
                         AuthError::QuotaExhausted { message, .. } => {
-                            EngineError::QuotaExhausted(message)
+                            EngineError::QuotaExhausted(Quota::Daily(message))
                         }
                         e => LookupError::from(e).into(),
                     });
@@ -147,6 +165,9 @@ impl Shared {
                     break token;
                 }
             };
+            if let Err(max) = l.reserve() {
+                self.fatal.set(EngineError::QuotaExhausted(Quota::Run(max)));
+            }
             // Nothing more goes once the run is stopping (a fatal error, a used-up quota).
             if self.fatal.token.is_cancelled() {
                 self.queue.unclaim();
@@ -167,9 +188,9 @@ impl Shared {
                 }
                 Step::Fatal(e) => self.fatal.set(e.into()),
                 // The row is left undone: the run stops, and its rerun asks it again.
-                Step::QuotaExhausted(message) => {
-                    self.fatal.set(EngineError::QuotaExhausted(message))
-                }
+                Step::QuotaExhausted(message) => self
+                    .fatal
+                    .set(EngineError::QuotaExhausted(Quota::Daily(message))),
             }
             self.queue.finished();
             self.settled.notify_one();

@@ -292,16 +292,16 @@ fn jobs_of_mixed_rates_on_one_quota_are_held_to_the_smallest() {
         .iter()
         .map(|(name, rate)| {
             let input = wd.write(&format!("{name}.csv"), calls_csv(&ids(name, 120)));
-            let args = ["--rate", rate, "--shared-quota", &redis.url()];
-            let mut c = callinfo(Some(&sim));
-            c.arg("enrich")
-                .arg(&input)
-                .arg(wd.path(&format!("{name}-out.csv")))
-                .args(args)
-                .args(["--progress", "never"]);
-            c.stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::piped());
-            c.spawn().unwrap()
+            let out = wd.path(&format!("{name}-out.csv"));
+            let args = [
+                "--rate",
+                rate,
+                "--shared-quota",
+                &redis.url(),
+                "--progress",
+                "never",
+            ];
+            spawn_enrich(&sim, &input, &out, &args)
         })
         .collect();
     for child in children {
@@ -354,12 +354,9 @@ fn two_jobs_started_together_on_one_cache_file_both_finish() {
                 keys.extend(ids(&format!("j{round}-{job}-"), 150));
                 let input = wd.write(&format!("in{round}-{job}.csv"), calls_csv(&keys));
                 let out = wd.path(&format!("out{round}-{job}.csv"));
-                let args = ["--rate", "0", "--progress", "never", "--cache"];
-                let mut c = callinfo(Some(&sim));
-                c.arg("enrich").arg(&input).arg(&out).args(args).arg(&cache);
-                c.stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::piped());
-                c.spawn().unwrap()
+                let cache = cache.to_str().unwrap();
+                let args = ["--rate", "0", "--progress", "never", "--cache", cache];
+                spawn_enrich(&sim, &input, &out, &args)
             })
             .collect();
         for child in children {
@@ -649,4 +646,24 @@ fn a_resumed_run_says_so_and_a_fatal_stop_says_where_the_journal_is() {
             )),
         "{r:?}"
     );
+}
+
+#[test]
+fn max_requests_caps_a_run_and_the_same_command_goes_on() {
+    let sim = Sim::start(&[]);
+    let wd = Workdir::new();
+    let input = wd.write("in.csv", calls_csv(&ids("mr", 100)));
+    let args = ["--max-requests", "31", "--concurrency", "4"];
+    let r = enrich(&sim, &input, &wd.path("out.csv"), &args);
+    assert_eq!(r.code, 75, "{r:?}");
+    assert!(
+        r.stderr.contains("callinfo: --max-requests 31 reached: ")
+            && r.stderr.contains("the same command goes on from there"),
+        "{r:?}"
+    );
+    assert_eq!(sim.stat("token_requests") + sim.stat("lookup_requests"), 31);
+    assert!(!wd.path("out.csv").exists());
+    let rest = enrich(&sim, &input, &wd.path("out.csv"), &[]);
+    assert_eq!(rest.code, 0, "{rest:?}");
+    assert_eq!(sim.stat("lookup_requests"), 100, "no lookup made twice");
 }
