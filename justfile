@@ -11,3 +11,7 @@ bench:
 # The main job on the bundled sample, against the built-in simulator.
 demo:
     cargo run --release -- demo
+
+# Install the release binary as /usr/local/bin/callinfo (the path of the README's cron examples).
+install:
+    cargo install --locked --path . --root /usr/local
