@@ -160,16 +160,7 @@ impl Ledger {
         let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
         let f = match &mut *file {
             Some(f) => f,
-            None => {
-                let mut options = OpenOptions::new();
-                options.create(true).append(true);
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::OpenOptionsExt;
-                    options.mode(0o600);
-                }
-                file.insert(options.open(&self.path)?)
-            }
+            None => file.insert(private(OpenOptions::new().append(true)).open(&self.path)?),
         };
         f.write_all(line.as_bytes())?;
         f.sync_data()
@@ -238,17 +229,22 @@ fn forget_outputs(path: &Path, state: &LedgerState) -> std::io::Result<()> {
     let mut aside = path.as_os_str().to_owned();
     aside.push(".tmp");
     let aside = PathBuf::from(aside);
-    let mut options = OpenOptions::new();
-    options.create(true).write(true).truncate(true);
+    let mut f = private(OpenOptions::new().write(true).truncate(true)).open(&aside)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_data()?;
+    std::fs::rename(&aside, path)
+}
+
+/// `options`, creating the file readable by its owner only: the ledger names the job's
+/// files and uploads.
+fn private(options: &mut OpenOptions) -> &mut OpenOptions {
+    options.create(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut f = options.open(&aside)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_data()?;
-    std::fs::rename(&aside, path)
+    options
 }
 
 impl UploadLog for Ledger {
