@@ -151,6 +151,15 @@ pub struct EnrichArgs {
     /// [default: tab for .tsv, else `,`].
     #[arg(long, value_name = "CHAR", value_parser = parse_delimiter, help_heading = INPUT)]
     pub delimiter: Option<u8>,
+    /// CSV input's text encoding, e.g. windows-1252 (Excel's CSV), utf-16, gbk, shift_jis
+    /// [default: UTF-8]. A BOM at the start wins over it.
+    #[arg(long, value_name = "NAME", value_parser = parse_encoding, help_heading = INPUT)]
+    pub encoding: Option<&'static encoding_rs::Encoding>,
+    /// Type CSV columns for a Parquet output: int64, float64, date, timestamp or boolean,
+    /// as the first 4,096 rows show; the ID columns, and numbers written with a leading 0
+    /// or +, stay text. A later cell that does not fit its column stops the run.
+    #[arg(long, help_heading = INPUT)]
+    pub infer_types: bool,
     /// Only the first N data rows.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), help_heading = INPUT)]
     pub limit: Option<u64>,
@@ -252,6 +261,10 @@ pub struct EnrichArgs {
     /// `caller` column.
     #[arg(long, value_name = "TEXT", default_value = "", help_heading = OUTPUT)]
     pub prefix: String,
+    /// CSV output and report as Excel reads them on a double-click: a UTF-8 BOM, CRLF line
+    /// ends, and the report in the output's separator.
+    #[arg(long, help_heading = OUTPUT)]
+    pub excel: bool,
     /// Parquet output's compression.
     #[arg(long, value_enum, default_value_t = Compression::Zstd, help_heading = OUTPUT)]
     pub compression: Compression,
@@ -309,6 +322,13 @@ pub enum CacheCommand {
         #[command(flatten)]
         ttl: TtlArgs,
     },
+}
+
+/// `--encoding`: a label the WHATWG Encoding Standard knows (encoding_rs).
+fn parse_encoding(s: &str) -> Result<&'static encoding_rs::Encoding, String> {
+    encoding_rs::Encoding::for_label(s.as_bytes()).ok_or_else(|| {
+        format!("`{s}` is not an encoding name; e.g. utf-8, windows-1252, utf-16, gbk, shift_jis")
+    })
 }
 
 /// `--delimiter`: one ASCII character, or `tab` / `\t`.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::cli::{ApiArgs, EnrichArgs};
 use crate::duration::ClockTime;
 use crate::engine::progress::ProgressMode;
-use crate::input::{FieldSpec, KeySpec};
+use crate::input::{CsvText, FieldSpec, Format, KeySpec};
 use crate::output::{Layout, Selection};
 use crate::plan::{self, Plan, PlanError, Request};
 use crate::secret::Secret;
@@ -167,6 +167,11 @@ impl Job {
             output_format: args.output_format,
             errors: args.errors.as_deref(),
             delimiter: args.delimiter,
+            text: CsvText {
+                encoding: args.encoding,
+                infer_types: args.infer_types,
+                ..CsvText::default()
+            },
             summary_json: args.summary_json.as_deref(),
             metrics_file: args.metrics_file.as_deref(),
             state_dir: args.state_dir.as_deref(),
@@ -176,6 +181,16 @@ impl Job {
     }
 
     fn with_plan(args: EnrichArgs, plan: Plan) -> Result<Job, ConfigError> {
+        if args.infer_types
+            && plan
+                .items
+                .iter()
+                .any(|i| i.output_format != Format::Parquet)
+        {
+            return Err(ConfigError::Usage(
+                "--infer-types types the columns of a Parquet output; a CSV output keeps each cell's text as read: write .parquet, or leave --infer-types out",
+            ));
+        }
         let journal = plan.journal.clone();
         let api = Api::from_args(args.api)?;
         let rate = match args.rate {
@@ -206,6 +221,7 @@ impl Job {
             columns: Selection::parse(&args.columns, args.prefix.clone())
                 .map_err(ConfigError::Columns)?,
             delimiter: b',',
+            excel: args.excel,
             compression: args.compression,
             row_group_rows: args.row_group_rows as usize,
             call_id: call_id.clone(),

@@ -44,19 +44,16 @@ pub async fn run(args: DemoArgs, shutdown: Shutdown) -> Result<Status, Error> {
         stop.clone().cancelled_owned(),
     ));
 
-    let ext = match args.format {
-        Format::Csv => "csv",
-        Format::Parquet => "parquet",
-    };
+    let ext = args.format.name();
     let output = args.out_dir.join(format!("calls-enriched.{ext}"));
     let errors = args.out_dir.join("calls-enriched.errors.csv");
     let journal = crate::plan::journal_beside(&output);
     let plan = crate::plan::Plan {
         items: vec![crate::plan::Item {
             input: Source::File(input.clone()),
-            input_format: Format::Csv,
+            input_format: Format::Csv(crate::input::Codec::None),
             input_bytes: None,
-            delimiter: b',',
+            text: crate::input::CsvText::default(),
             output: Destination::File(output.clone()),
             output_format: args.format,
             out_delimiter: b',',

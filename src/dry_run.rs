@@ -128,7 +128,7 @@ fn count(
     let mut left = limit.unwrap_or(u64::MAX);
     let mut seen: HashSet<u64> = HashSet::new();
     for item in items {
-        let mut reader = Reader::open(&item.input, item.input_format, keys, item.delimiter)?;
+        let mut reader = Reader::open(&item.input, item.input_format, keys, &item.text)?;
         // The output side is checked as a run would (directory, column names), then
         // dropped: its temporary files go with it. An object output, or a many-file run's
         // directory (which the run would create), or a report in a bucket, is only checked

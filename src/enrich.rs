@@ -124,7 +124,7 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
         whole,
         total_rows: sum(pending.iter().map(|&i| inputs.rows[i])),
         total_bytes: sum(pending.iter().map(|&i| match items[i].input_format {
-            Format::Csv => inputs.bytes[i],
+            Format::Csv(_) => inputs.bytes[i],
             Format::Parquet => None,
         })),
     };
@@ -479,7 +479,7 @@ fn open_inputs(
         bytes: Vec::with_capacity(items.len()),
     };
     for item in items {
-        let reader = Reader::open(&item.input, item.input_format, keys, item.delimiter)?;
+        let reader = Reader::open(&item.input, item.input_format, keys, &item.text)?;
         check_columns(&reader.schema, layout)?;
         match key_sources(&reader.schema, keys) {
             (sources, true) => tracing::info!("{}: {sources}", item.input.name()),
@@ -568,12 +568,7 @@ fn read_all(
         }
         let reader = match first.take() {
             Some(r) => Ok(r),
-            None => Reader::open(
-                &item.input,
-                item.input_format,
-                &reading.keys,
-                item.delimiter,
-            ),
+            None => Reader::open(&item.input, item.input_format, &reading.keys, &item.text),
         };
         let mut reader = match reader {
             Ok(r) => r,

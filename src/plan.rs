@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::input::{Format, InputError, Source};
+use crate::input::{split_name, Codec, CsvText, Format, InputError, Source};
 use crate::objects::{Bucket, ObjectUrl};
 use crate::output::Destination;
 use crate::usage::{distinct_outputs, format_of, same_file, ConfigError};
@@ -17,8 +17,8 @@ pub struct Item {
     pub input_format: Format,
     /// The input's size, where it is known before reading (a file or an object).
     pub input_bytes: Option<u64>,
-    /// CSV input's field separator.
-    pub delimiter: u8,
+    /// How CSV input is read: its separator, encoding, typing.
+    pub text: CsvText,
     pub output: Destination,
     pub output_format: Format,
     /// A CSV output's field separator.
@@ -45,6 +45,8 @@ pub struct Request<'a> {
     pub output_format: Option<Format>,
     pub errors: Option<&'a Path>,
     pub delimiter: Option<u8>,
+    /// `--encoding` and `--infer-types` (its delimiter is the item's own).
+    pub text: CsvText,
     pub summary_json: Option<&'a Path>,
     pub metrics_file: Option<&'a Path>,
     pub state_dir: Option<&'a Path>,
@@ -116,12 +118,12 @@ pub fn resolve(req: &Request) -> Result<Plan, PlanError> {
     };
     let input_format = match (req.input_format, &input) {
         (Some(f), _) => f,
-        (None, Source::Stdin) => Format::Csv,
+        (None, Source::Stdin) => Format::Csv(Codec::None),
         (None, s) => format_of(Path::new(&s.name()), "input")?,
     };
     let output_format = match (req.output_format, &output) {
         (Some(f), _) => f,
-        (None, Destination::Stdout) => Format::Csv,
+        (None, Destination::Stdout) => Format::Csv(Codec::None),
         (None, d) => format_of(Path::new(&d.name()), "output")?,
     };
     if output == Destination::Stdout && output_format == Format::Parquet {
@@ -132,11 +134,10 @@ pub fn resolve(req: &Request) -> Result<Plan, PlanError> {
             Place::Object(url) => Destination::Object(url),
             _ => Destination::File(p.to_owned()),
         },
-        (None, Destination::File(p)) => Destination::File(p.with_extension("errors.csv")),
+        (None, Destination::File(p)) => Destination::File(report_beside(p)),
         (None, Destination::Object(url)) => Destination::Object(ObjectUrl {
             bucket: url.bucket.clone(),
-            key: Path::new(&url.key)
-                .with_extension("errors.csv")
+            key: report_beside(Path::new(&url.key))
                 .to_string_lossy()
                 .into_owned(),
         }),
@@ -209,11 +210,14 @@ fn item(
     errors: Destination,
 ) -> Item {
     let separator = |name: String| {
-        let tsv = name.to_ascii_lowercase().ends_with(".tsv");
+        let tsv = Codec::strip(&name).0.to_ascii_lowercase().ends_with(".tsv");
         req.delimiter.unwrap_or(if tsv { b'\t' } else { b',' })
     };
     Item {
-        delimiter: separator(input.name()),
+        text: CsvText {
+            delimiter: separator(input.name()),
+            ..req.text
+        },
         out_delimiter: separator(output.name()),
         input,
         input_format,
@@ -222,6 +226,12 @@ fn item(
         output_format,
         errors,
     }
+}
+
+/// The default report of an output: `out.errors.csv` for `out.parquet` and `out.csv.gz`.
+fn report_beside(output: &Path) -> PathBuf {
+    let name = output.to_string_lossy();
+    PathBuf::from(Codec::strip(&name).0).with_extension("errors.csv")
 }
 
 /// `out.csv` and `out.parquet` share the default report `out.errors.csv`. When it exists
@@ -242,15 +252,19 @@ fn report_of_sibling(output: &Path, report: &Path) -> Option<PathBuf> {
             .unwrap_or_default()
     };
     let ours = modified(output).map(apart);
-    ["csv", "tsv", "parquet"]
-        .iter()
-        .map(|ext| output.with_extension(ext))
-        .filter(|sibling| sibling != output)
-        .find(|sibling| {
-            modified(sibling)
-                .map(apart)
-                .is_some_and(|theirs| ours.is_none_or(|ours| theirs < ours))
-        })
+    let name = output.to_string_lossy();
+    let base = PathBuf::from(Codec::strip(&name).0);
+    [
+        "csv", "tsv", "parquet", "csv.gz", "csv.zst", "tsv.gz", "tsv.zst",
+    ]
+    .iter()
+    .map(|ext| base.with_extension(ext))
+    .filter(|sibling| sibling != output)
+    .find(|sibling| {
+        modified(sibling)
+            .map(apart)
+            .is_some_and(|theirs| ours.is_none_or(|ours| theirs < ours))
+    })
 }
 
 /// The journal beside a local output: `out.parquet.journal`.
@@ -383,17 +397,12 @@ fn resolve_many(req: &Request) -> Result<Plan, PlanError> {
         let output_format = req.output_format.unwrap_or(input_format);
         let name = input.name();
         let file_name = name.rsplit('/').next().unwrap_or(&name).to_owned();
-        let stem = Path::new(&file_name)
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or(file_name.clone());
-        let ext = if output_format == input_format {
-            Path::new(&file_name)
-                .extension()
-                .map(|e| e.to_string_lossy().into_owned())
-                .unwrap_or_else(|| canonical_ext(output_format).into())
-        } else {
-            canonical_ext(output_format).into()
+        let (stem, ext) = match split_name(&file_name) {
+            // The same format: the input's own extension (`.tsv`, `.pq`, `.csv.gz`).
+            (stem, Some(_)) if output_format == input_format => {
+                (stem, &file_name[stem.len() + 1..])
+            }
+            (stem, _) => (stem, output_format.name()),
         };
         let (output, errors) = match &out {
             Place::Local(dir) => (
@@ -449,13 +458,6 @@ fn resolve_many(req: &Request) -> Result<Plan, PlanError> {
         many: true,
         output: req.output.display().to_string(),
     })
-}
-
-fn canonical_ext(f: Format) -> &'static str {
-    match f {
-        Format::Csv => "csv",
-        Format::Parquet => "parquet",
-    }
 }
 
 fn same_place(input: &Source, output: &Destination) -> bool {

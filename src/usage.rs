@@ -21,7 +21,7 @@ pub enum ConfigError {
     },
     #[error("{path}: empty app secret file")]
     EmptySecretFile { path: String },
-    #[error("{path}: cannot tell the {which} format from the extension; use .csv or .parquet, or pass --{which}-format")]
+    #[error("{path}: cannot tell the {which} format from the extension; use .csv, .tsv, .csv.gz, .csv.zst or .parquet, or pass --{which}-format")]
     UnknownFormat { path: String, which: &'static str },
     #[error("--base-url {url}: {why}")]
     BadUrl { url: String, why: String },

@@ -1,8 +1,10 @@
 //! CSV input: any RFC 4180 file (quoted commas and newlines, a UTF-8 BOM, non-ASCII),
-//! every column read as text and passed through unchanged.
+//! plain, gzip or zstd, in UTF-8 or the `--encoding` given; every column read as text and
+//! passed through unchanged.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arrow_array::builder::StringBuilder;
@@ -10,7 +12,8 @@ use arrow_array::ArrayRef;
 use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
-use super::{Batch, Inner, InputError, KeyColumns, KeySpec, Reader, Source, BATCH_ROWS};
+use super::types::Typing;
+use super::{Batch, Codec, CsvText, InputError, KeyColumns, KeySpec, Source, BATCH_ROWS};
 
 pub(super) struct CsvReader {
     file: String,
@@ -20,16 +23,23 @@ pub(super) struct CsvReader {
     record: csv::StringRecord,
     /// Lines end in CRLF: csv's line numbers of data rows are one short.
     crlf: bool,
+    /// Bytes of a compressed source read so far.
+    read: Option<Arc<AtomicU64>>,
     next_row: u64,
     done: bool,
+    /// `--infer-types`: the columns' types, from the first batch.
+    typing: Option<Typing>,
+    /// The first batch, read at open for `--infer-types`.
+    first: Option<Option<Result<Batch, InputError>>>,
 }
 
 impl CsvReader {
     pub(super) fn open(
         source: &Source,
-        spec: &KeySpec,
-        delimiter: u8,
-    ) -> Result<Reader, InputError> {
+        codec: Codec,
+        keys: &KeySpec,
+        text: &CsvText,
+    ) -> Result<(CsvReader, Option<u64>), InputError> {
         let file = source.name();
         let io = |source| InputError::Io {
             file: file.clone(),
@@ -54,8 +64,21 @@ impl CsvReader {
             }
             Source::Stdin => (Box::new(std::io::stdin()), None),
         };
-        let mut buffered = BufReader::with_capacity(256 * 1024, raw);
+        // Progress counts the bytes of the file as stored.
+        let read = Arc::new(AtomicU64::new(0));
+        let counted = Counted {
+            inner: raw,
+            read: read.clone(),
+        };
+        let mut buffered =
+            BufReader::with_capacity(256 * 1024, decoder(counted, codec, text).map_err(io)?);
         let start = buffered.fill_buf().map_err(io)?;
+        if codec == Codec::None {
+            let codec = Codec::sniff(start);
+            if codec != Codec::None {
+                return Err(InputError::Compressed { file, codec });
+            }
+        }
         // The csv crate starts a record after a CRLF's `\r`, so its line numbers run one
         // short in files whose lines end in CRLF (Excel's, Windows'): judged by the header.
         let crlf = start
@@ -67,7 +90,7 @@ impl CsvReader {
             buffered.consume(3);
         }
         let mut reader = csv::ReaderBuilder::new()
-            .delimiter(delimiter)
+            .delimiter(text.delimiter)
             .has_headers(true)
             .flexible(false)
             .from_reader(Box::new(buffered) as Box<dyn Read + Send>);
@@ -83,29 +106,71 @@ impl CsvReader {
             .map(|name| Field::new(name, DataType::Utf8, false))
             .collect();
         let schema = Arc::new(Schema::new(fields));
-        let keys = KeyColumns::find(&schema, spec, &file)?;
-        Ok(Reader {
-            schema: schema.clone(),
-            total_rows: None,
-            total_bytes,
-            inner: Inner::Csv(CsvReader {
-                file,
-                reader,
-                schema,
-                keys,
-                record: csv::StringRecord::new(),
-                crlf,
-                next_row: 1,
-                done: false,
-            }),
-        })
+        let keys = KeyColumns::find(&schema, keys, &file)?;
+        let mut reader = CsvReader {
+            file,
+            reader,
+            schema,
+            keys,
+            record: csv::StringRecord::new(),
+            crlf,
+            read: (codec != Codec::None).then_some(read),
+            next_row: 1,
+            done: false,
+            typing: None,
+            first: None,
+        };
+        if text.infer_types {
+            // The first batch is the sample: read now, so the schema is known before any
+            // lookup, and given out first.
+            let first = reader.read_text();
+            if let Some(Ok(batch)) = &first {
+                reader.typing = Some(Typing::infer(&batch.data, &reader.keys.indices()));
+            }
+            reader.first = Some(first);
+        }
+        Ok((reader, total_bytes))
     }
 
+    /// Bytes of the file read into rows: for a compressed file, the compressed bytes the
+    /// decoder took, a buffer ahead of the rows.
     pub(super) fn bytes_read(&self) -> u64 {
-        self.reader.position().byte()
+        match &self.read {
+            Some(read) => read.load(Ordering::Relaxed),
+            None => self.reader.position().byte(),
+        }
+    }
+
+    /// The schema of the batches given out: typed with `--infer-types`.
+    pub(super) fn schema(&self) -> SchemaRef {
+        match &self.typing {
+            Some(t) => t.schema.clone(),
+            None => self.schema.clone(),
+        }
     }
 
     pub(super) fn next_batch(&mut self) -> Option<Result<Batch, InputError>> {
+        let batch = match self.first.take() {
+            Some(first) => first?,
+            None => self.read_text()?,
+        };
+        match (&self.typing, batch) {
+            (Some(typing), Ok(mut batch)) => {
+                match typing.apply(&batch.data, &self.file, batch.first_row) {
+                    Ok(data) => batch.data = data,
+                    Err(e) => {
+                        self.done = true;
+                        return Some(Err(e));
+                    }
+                }
+                Some(Ok(batch))
+            }
+            (_, batch) => Some(batch),
+        }
+    }
+
+    /// The next batch, every column as text.
+    fn read_text(&mut self) -> Option<Result<Batch, InputError>> {
         if self.done {
             return None;
         }
@@ -181,7 +246,7 @@ fn csv_error(file: &str, e: csv::Error, schema: Option<&SchemaRef>, crlf: bool) 
         csv::ErrorKind::Utf8 { pos, err } => (
             pos.as_ref().map(|p| p.record()),
             format!(
-                "{} is not valid UTF-8 (line {}); re-export the file as UTF-8",
+                "{} is not valid UTF-8 (line {}); pass its encoding (Excel's CSV is --encoding windows-1252), or re-export the file as UTF-8",
                 column(err.field()),
                 line(pos)
             ),
@@ -204,5 +269,37 @@ fn csv_error(file: &str, e: csv::Error, schema: Option<&SchemaRef>, crlf: bool) 
             row,
             message,
         },
+    }
+}
+
+/// The source's bytes as UTF-8 text: decompressed, then transcoded from `--encoding`. A
+/// BOM (UTF-8 or UTF-16) says the encoding whatever `--encoding` says, as Excel reads it.
+fn decoder(raw: Counted, codec: Codec, text: &CsvText) -> std::io::Result<Box<dyn Read + Send>> {
+    let plain: Box<dyn Read + Send> = match codec {
+        Codec::None => Box::new(raw),
+        Codec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw)),
+        Codec::Zstd => Box::new(zstd::stream::read::Decoder::new(raw)?),
+    };
+    Ok(match text.encoding {
+        Some(encoding) => Box::new(
+            encoding_rs_io::DecodeReaderBytesBuilder::new()
+                .encoding(Some(encoding))
+                .build(plain),
+        ),
+        None => plain,
+    })
+}
+
+/// The source, counting the bytes read from it.
+struct Counted {
+    inner: Box<dyn Read + Send>,
+    read: Arc<AtomicU64>,
+}
+
+impl Read for Counted {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
     }
 }

@@ -117,6 +117,19 @@ impl KeyColumns {
     }
 
     /// The key of every row of `batch`.
+    /// The columns the keys come from: they stay text whatever `--infer-types` finds.
+    pub fn indices(&self) -> Vec<usize> {
+        [
+            &self.call_id,
+            &self.user_id,
+            &self.tenant_id,
+            &self.agent_id,
+        ]
+        .iter()
+        .filter_map(|c| c.index)
+        .collect()
+    }
+
     pub fn extract(&self, batch: &RecordBatch) -> Vec<RowKey> {
         let read = |c: &Column| {
             c.index.map(|i| {

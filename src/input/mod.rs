@@ -4,6 +4,7 @@
 mod csv;
 mod keys;
 mod parquet;
+mod types;
 
 use std::path::{Path, PathBuf};
 
@@ -19,20 +20,118 @@ use crate::objects::{Bucket, ObjectError, ObjectFile, ObjectUrl};
 /// alive at once (reader queue + reorder window + writer queue) stay a few MB.
 pub const BATCH_ROWS: usize = 4096;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+/// A file's format: CSV (plain, gzip or zstd), or Parquet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
-    Csv,
+    Csv(Codec),
     Parquet,
 }
 
+/// How CSV text is compressed: `.csv.gz` and `.csv.zst` are what buckets of exports hold.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Codec {
+    #[default]
+    None,
+    Gzip,
+    Zstd,
+}
+
+impl Codec {
+    /// A name without its compression extension, and the codec that extension names.
+    pub fn strip(name: &str) -> (&str, Codec) {
+        let lower = name.to_ascii_lowercase();
+        for (ext, codec) in [(".gz", Codec::Gzip), (".zst", Codec::Zstd)] {
+            if lower.ends_with(ext) {
+                return (&name[..name.len() - ext.len()], codec);
+            }
+        }
+        (name, Codec::None)
+    }
+
+    /// How messages name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::None => "not",
+            Codec::Gzip => "gzip",
+            Codec::Zstd => "zstd",
+        }
+    }
+
+    /// The codec whose magic number starts `bytes`, if any.
+    pub fn sniff(bytes: &[u8]) -> Codec {
+        if bytes.starts_with(&[0x1f, 0x8b]) {
+            Codec::Gzip
+        } else if bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Codec::Zstd
+        } else {
+            Codec::None
+        }
+    }
+}
+
 impl Format {
-    /// The format a path's extension names, if any.
+    /// The name `--input-format`/`--output-format` take, and the extension written.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Csv(Codec::None) => "csv",
+            Format::Csv(Codec::Gzip) => "csv.gz",
+            Format::Csv(Codec::Zstd) => "csv.zst",
+            Format::Parquet => "parquet",
+        }
+    }
+
+    /// The format a path's extension names, if any: `.csv`, `.tsv`, either with `.gz` or
+    /// `.zst`, `.parquet`, `.pq`.
     pub fn from_path(path: &Path) -> Option<Format> {
-        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
-        match ext.as_str() {
-            "csv" | "tsv" => Some(Format::Csv),
-            "parquet" | "pq" => Some(Format::Parquet),
+        let (ext, codec) = split_name(path.file_name()?.to_str()?).1?;
+        match (ext.to_ascii_lowercase().as_str(), codec) {
+            ("csv" | "tsv", codec) => Some(Format::Csv(codec)),
+            ("parquet" | "pq", Codec::None) => Some(Format::Parquet),
             _ => None,
+        }
+    }
+}
+
+/// `x.csv.gz` -> `x`, with `csv` and gzip: the stem a report or another format's output
+/// is named after, and the extension proper.
+pub fn split_name(name: &str) -> (&str, Option<(&str, Codec)>) {
+    let (base, codec) = Codec::strip(name);
+    match base.rfind('.') {
+        Some(dot) if dot > 0 => (&base[..dot], Some((&base[dot + 1..], codec))),
+        _ => (name, None),
+    }
+}
+
+impl clap::ValueEnum for Format {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[
+            Format::Csv(Codec::None),
+            Format::Csv(Codec::Gzip),
+            Format::Csv(Codec::Zstd),
+            Format::Parquet,
+        ]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()))
+    }
+}
+
+/// How CSV input is read: its separator, `--encoding` (UTF-8 when `None`), and
+/// `--infer-types`.
+#[derive(Clone, Copy, Debug)]
+pub struct CsvText {
+    pub delimiter: u8,
+    pub encoding: Option<&'static encoding_rs::Encoding>,
+    pub infer_types: bool,
+}
+
+impl Default for CsvText {
+    fn default() -> Self {
+        CsvText {
+            delimiter: b',',
+            encoding: None,
+            infer_types: false,
         }
     }
 }
@@ -128,11 +227,13 @@ pub enum InputError {
     NotParquet { file: String, message: String },
     #[error("{file}: cannot read Parquet: {message}")]
     Parquet { file: String, message: String },
+    #[error("{file}: the file is {}-compressed; name it .{} (or pass --input-format {})", codec.name(), Format::Csv(*codec).name(), Format::Csv(*codec).name())]
+    Compressed { file: String, codec: Codec },
     #[error("Parquet input cannot come from stdin; pass a file path")]
     ParquetStdin,
     #[error(transparent)]
     Object(#[from] ObjectError),
-    #[error("{pattern}: matches no input file (.csv, .tsv, .parquet); check the path, or pass --input-format for other names")]
+    #[error("{pattern}: matches no input file (.csv, .tsv, .csv.gz, .csv.zst, .parquet); check the path, or pass --input-format for other names")]
     NoMatch { pattern: String },
 }
 
@@ -147,21 +248,31 @@ pub struct Reader {
     inner: Inner,
 }
 
+// One per open input: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Inner {
     Csv(csv::CsvReader),
     Parquet(parquet::ParquetReader),
 }
 
 impl Reader {
-    /// `delimiter` is CSV's field separator (ignored for Parquet).
+    /// `text` says how CSV is read (Parquet ignores it).
     pub fn open(
         source: &Source,
         format: Format,
         spec: &KeySpec,
-        delimiter: u8,
+        text: &CsvText,
     ) -> Result<Reader, InputError> {
         match format {
-            Format::Csv => csv::CsvReader::open(source, spec, delimiter),
+            Format::Csv(codec) => {
+                let (reader, total_bytes) = csv::CsvReader::open(source, codec, spec, text)?;
+                Ok(Reader {
+                    schema: reader.schema(),
+                    total_rows: None,
+                    total_bytes,
+                    inner: Inner::Csv(reader),
+                })
+            }
             Format::Parquet => match source {
                 Source::File(path) => {
                     let name = path.display().to_string();
@@ -224,7 +335,7 @@ mod tests {
             for f in [&mut spec.user_id, &mut spec.tenant_id, &mut spec.agent_id] {
                 f.default = Some("d".into());
             }
-            if let Ok(mut reader) = Reader::open(&Source::File(path), Format::Csv, &spec, b',') {
+            if let Ok(mut reader) = Reader::open(&Source::File(path), Format::Csv(Codec::None), &spec, &CsvText::default()) {
                 while let Some(batch) = reader.next_batch() {
                     if batch.is_err() {
                         break;

@@ -1,14 +1,87 @@
-//! Enriched rows as CSV: the input columns as read, then the added columns.
+//! Enriched rows as CSV (plain, gzip or zstd): the input columns as read, then the added
+//! columns.
+
+use std::io::{self, Write};
 
 use arrow_schema::SchemaRef;
 
 use super::columns::{Selection, Value};
 use super::{Done, Layout, OutputError, Sink};
+use crate::input::Codec;
 use crate::text::Text;
 
 pub(super) struct CsvRows {
-    writer: csv::Writer<Sink>,
+    writer: csv::Writer<Encoder>,
     columns: Selection,
+}
+
+/// The sink, through the output's compression. Streamed: a block at a time.
+enum Encoder {
+    Plain(Sink),
+    Gzip(flate2::write::GzEncoder<Sink>),
+    Zstd(zstd::stream::write::Encoder<'static, Sink>),
+}
+
+impl Encoder {
+    fn new(sink: Sink, codec: Codec) -> io::Result<Encoder> {
+        Ok(match codec {
+            Codec::None => Encoder::Plain(sink),
+            Codec::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
+                sink,
+                flate2::Compression::default(),
+            )),
+            Codec::Zstd => Encoder::Zstd(zstd::stream::write::Encoder::new(sink, 0)?),
+        })
+    }
+
+    /// The compressed stream ended, and the sink it went to.
+    fn finish(self) -> io::Result<Sink> {
+        match self {
+            Encoder::Plain(sink) => Ok(sink),
+            Encoder::Gzip(e) => e.finish(),
+            Encoder::Zstd(e) => e.finish(),
+        }
+    }
+}
+
+impl Write for Encoder {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Encoder::Plain(s) => s.write(buf),
+            Encoder::Gzip(e) => e.write(buf),
+            Encoder::Zstd(e) => e.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Encoder::Plain(s) => s.flush(),
+            Encoder::Gzip(e) => e.flush(),
+            Encoder::Zstd(e) => e.flush(),
+        }
+    }
+}
+
+/// A CSV writer as `layout` asks: its separator, and for `--excel` a UTF-8 BOM and CRLF
+/// line ends, which Excel needs to read accents and lines right on a double-click.
+pub(super) fn writer<W: Write>(
+    mut out: W,
+    delimiter: u8,
+    excel: bool,
+) -> io::Result<csv::Writer<W>> {
+    if excel {
+        out.write_all(b"\xEF\xBB\xBF")?;
+    }
+    let terminator = if excel {
+        csv::Terminator::CRLF
+    } else {
+        csv::Terminator::Any(b'\n')
+    };
+    Ok(csv::WriterBuilder::new()
+        .buffer_capacity(256 * 1024)
+        .delimiter(delimiter)
+        .terminator(terminator)
+        .from_writer(out))
 }
 
 fn io_error(name: &str, e: csv::Error) -> OutputError {
@@ -25,6 +98,7 @@ fn io_error(name: &str, e: csv::Error) -> OutputError {
 impl CsvRows {
     pub(super) fn new(
         sink: Sink,
+        codec: Codec,
         schema: &SchemaRef,
         layout: &Layout,
         name: &str,
@@ -44,10 +118,12 @@ impl CsvRows {
                 });
             }
         }
-        let mut writer = csv::WriterBuilder::new()
-            .buffer_capacity(256 * 1024)
-            .delimiter(layout.delimiter)
-            .from_writer(sink);
+        let io = |source| OutputError::Io {
+            file: name.to_owned(),
+            source,
+        };
+        let encoder = Encoder::new(sink, codec).map_err(io)?;
+        let mut writer = writer(encoder, layout.delimiter, layout.excel).map_err(io)?;
         let header = schema
             .fields()
             .iter()
@@ -92,15 +168,24 @@ impl CsvRows {
     }
 
     pub(super) fn finish(self, name: &str) -> Result<Sink, OutputError> {
-        self.writer.into_inner().map_err(|e| OutputError::Io {
+        let io = |source| OutputError::Io {
             file: name.to_owned(),
-            source: std::io::Error::new(e.error().kind(), e.error().to_string()),
-        })
+            source,
+        };
+        let encoder = self
+            .writer
+            .into_inner()
+            .map_err(|e| io(std::io::Error::new(e.error().kind(), e.error().to_string())))?;
+        encoder.finish().map_err(io)
     }
 }
 
 /// An integer cell, formatted without allocating (empty when absent).
-fn write_int(w: &mut csv::Writer<Sink>, buf: &mut itoa::Buffer, v: Option<i64>) -> csv::Result<()> {
+fn write_int(
+    w: &mut csv::Writer<Encoder>,
+    buf: &mut itoa::Buffer,
+    v: Option<i64>,
+) -> csv::Result<()> {
     match v {
         Some(v) => w.write_field(buf.format(v)),
         None => w.write_field(""),

@@ -30,6 +30,8 @@ pub struct Layout {
     pub columns: Selection,
     /// CSV output's field separator.
     pub delimiter: u8,
+    /// `--excel`: CSV output and report as Excel reads them (UTF-8 BOM, CRLF).
+    pub excel: bool,
     pub compression: Compression,
     pub row_group_rows: usize,
     /// Where the call ID is: Parquet keeps that column, unique per row, out of dictionary
@@ -42,6 +44,7 @@ impl Default for Layout {
         Layout {
             columns: Selection::default(),
             delimiter: b',',
+            excel: false,
             compression: Compression::Zstd,
             row_group_rows: parquet::ROW_GROUP_ROWS,
             call_id: FieldSpec::default(),
@@ -184,6 +187,8 @@ impl Write for Sink {
     }
 }
 
+// One per output: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Rows {
     Csv(csv::CsvRows),
     Parquet(parquet::ParquetRows),
@@ -232,7 +237,13 @@ impl Writer {
         let files: Vec<_> = sink.temp_file().into_iter().collect();
         let mut aborters: Vec<_> = sink.aborter().into_iter().collect();
         let rows = match format {
-            Format::Csv => Rows::Csv(csv::CsvRows::new(sink, input_schema, layout, &rows_name)?),
+            Format::Csv(codec) => Rows::Csv(csv::CsvRows::new(
+                sink,
+                codec,
+                input_schema,
+                layout,
+                &rows_name,
+            )?),
             Format::Parquet => Rows::Parquet(parquet::ParquetRows::new(
                 sink,
                 input_schema,
@@ -240,7 +251,7 @@ impl Writer {
                 &rows_name,
             )?),
         };
-        let report = report::Report::create(errors, uploads)?;
+        let report = report::Report::create(errors, uploads, layout)?;
         let mut files = files;
         files.extend(report.sink().temp_file());
         aborters.extend(report.sink().aborter());

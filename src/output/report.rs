@@ -1,7 +1,7 @@
 //! The error report: one CSV line per row whose `lookup_status` is not `ok`, with what a
 //! person needs to act on it.
 
-use super::{Destination, Done, OutputError, Sink, Uploads};
+use super::{Destination, Done, Layout, OutputError, Sink, Uploads};
 
 pub const HEADER: [&str; 6] = [
     "row",
@@ -18,13 +18,22 @@ pub(super) struct Report {
 }
 
 impl Report {
-    pub(super) fn create(dest: &Destination, uploads: &Uploads) -> Result<Report, OutputError> {
+    /// Comma-separated, unless `--excel` asks for Excel's text: then as the output is.
+    pub(super) fn create(
+        dest: &Destination,
+        uploads: &Uploads,
+        layout: &Layout,
+    ) -> Result<Report, OutputError> {
         let name = dest.name();
         let file = Sink::open(dest, uploads)?;
-        let mut report = Report {
-            writer: csv::Writer::from_writer(file),
-            name,
-        };
+        let delimiter = if layout.excel { layout.delimiter } else { b',' };
+        let writer = super::csv::writer(file, delimiter, layout.excel).map_err(|source| {
+            OutputError::Io {
+                file: name.clone(),
+                source,
+            }
+        })?;
+        let mut report = Report { writer, name };
         report
             .writer
             .write_record(HEADER)

@@ -10,6 +10,7 @@ mod cron;
 mod csv_io;
 mod errors;
 mod faults;
+mod files;
 mod first_hour;
 mod model;
 mod objects;
