@@ -34,6 +34,8 @@ pub struct Job {
     pub token_lifetime: Duration,
     pub progress: ProgressMode,
     pub progress_interval: Duration,
+    /// `--log-format json`: progress lines carry their figures as fields.
+    pub log_fields: bool,
     pub summary_json: Option<PathBuf>,
     /// The added columns and Parquet settings; each item has its own CSV separator.
     pub layout: Layout,
@@ -244,6 +246,7 @@ impl Job {
             max_requests: args.max_requests,
             token_lifetime: Duration::from_secs(args.token_lifetime),
             progress: args.progress,
+            log_fields: false,
             progress_interval: at_most(
                 args.progress_interval,
                 86400,

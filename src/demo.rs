@@ -87,6 +87,7 @@ pub async fn run(args: DemoArgs, shutdown: Shutdown) -> Result<Status, Error> {
         max_requests: None,
         token_lifetime: Duration::from_secs(3600),
         progress: ProgressMode::Never,
+        log_fields: false,
         layout: crate::output::Layout::default(),
         limit: None,
         dry_run: false,

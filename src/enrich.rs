@@ -426,6 +426,7 @@ async fn pipeline(
     let pacer = engine.shared.lookups.pacer.clone();
     let progress = Progress::start(
         job.progress,
+        job.log_fields,
         job.progress_interval,
         stats,
         pacer,

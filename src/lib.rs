@@ -157,9 +157,10 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<Status, Error> {
     match cli.command {
         Command::Enrich(args) => {
             let summary_path = args.summary_json.clone();
-            let job = tokio::task::spawn_blocking(move || config::Job::from_args(*args))
+            let mut job = tokio::task::spawn_blocking(move || config::Job::from_args(*args))
                 .await
                 .expect("planning the files does not panic")?;
+            job.log_fields = cli.log_format == cli::LogFormat::Json;
             if job.dry_run {
                 return dry_run::run(job).await;
             }

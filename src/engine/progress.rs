@@ -74,8 +74,10 @@ struct View {
 }
 
 impl Progress {
+    /// `fields`: log lines carry their figures as fields too (`--log-format json`).
     pub fn start(
         mode: ProgressMode,
+        fields: bool,
         interval: Duration,
         stats: Arc<Stats>,
         pacer: Arc<Pacer>,
@@ -98,7 +100,7 @@ impl Progress {
         let task = match bar {
             None => tokio::spawn(async {}),
             Some(true) => tokio::spawn(draw_bar(view.clone(), stop.clone())),
-            Some(false) => tokio::spawn(log_lines(view.clone(), interval, stop.clone())),
+            Some(false) => tokio::spawn(log_lines(view.clone(), interval, fields, stop.clone())),
         };
         Progress { stop, task, view }
     }
@@ -114,13 +116,16 @@ impl Progress {
 /// Figures shared by the bar and the log line.
 struct Snapshot {
     rows: u64,
+    ok: u64,
     total: Option<u64>,
     lookups_per_s: f64,
     errors: u64,
     retries: u64,
     throttled: u64,
     /// The pace requests go out at: `--rate`, or lower after 429s.
-    pace: String,
+    pace: Option<f64>,
+    /// Seconds to the end at the rate so far, when the total is known.
+    eta_s: Option<u64>,
     /// Whether the run's window will hold the rest, at the rate so far.
     window: String,
 }
@@ -130,7 +135,10 @@ impl Snapshot {
     fn figures(&self, sep: &str) -> String {
         [
             format!("{:.1} lookups/s", self.lookups_per_s),
-            format!("pace {}", self.pace),
+            match self.pace {
+                Some(r) => format!("pace {r:.1}/s"),
+                None => "pace unlimited".into(),
+            },
             count(self.errors, "error"),
             count(self.retries, "retry"),
             format!("{} x 429{}", self.throttled, self.window),
@@ -153,10 +161,11 @@ impl View {
             errors: stats.failed_total(),
             retries: Stats::get(&stats.retries),
             throttled: Stats::get(&stats.throttled),
-            pace: match self.pacer.effective_rate() {
-                Some(r) => format!("{r:.1}/s"),
-                None => "unlimited".into(),
-            },
+            ok: Stats::get(&stats.ok),
+            pace: self.pacer.effective_rate(),
+            eta_s: total
+                .filter(|_| rows > 0)
+                .map(|t| (t.saturating_sub(rows) as f64 * secs / rows as f64) as u64),
             window: match (self.stop_at, total) {
                 (Some(at), Some(total)) if rows > 0 => {
                     let left = at.saturating_duration_since(Instant::now()).as_secs_f64();
@@ -209,7 +218,7 @@ async fn draw_bar(view: Arc<View>, stop: CancellationToken) {
     }
 }
 
-async fn log_lines(view: Arc<View>, interval: Duration, stop: CancellationToken) {
+async fn log_lines(view: Arc<View>, interval: Duration, fields: bool, stop: CancellationToken) {
     let mut tick = tokio::time::interval_at(Instant::now() + interval, interval);
     loop {
         tokio::select! {
@@ -221,6 +230,23 @@ async fn log_lines(view: Arc<View>, interval: Duration, stop: CancellationToken)
             Some(t) => format!("/{t}"),
             None => String::new(),
         };
-        tracing::info!("progress: {}{of} rows, {}", s.rows, s.figures(", "));
+        let line = format!("progress: {}{of} rows, {}", s.rows, s.figures(", "));
+        if fields {
+            // For a log collector: each figure a field it can graph.
+            tracing::info!(
+                rows = s.rows,
+                total = s.total,
+                ok = s.ok,
+                failed = s.errors,
+                lookups_per_s = s.lookups_per_s,
+                pace_per_s = s.pace,
+                retries = s.retries,
+                throttled = s.throttled,
+                eta_s = s.eta_s,
+                "{line}"
+            );
+        } else {
+            tracing::info!("{line}");
+        }
     }
 }

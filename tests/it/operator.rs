@@ -106,6 +106,14 @@ fn json_logs_are_one_object_per_line() {
                 .starts_with("progress: "),
             "{l}"
         );
+        // The figures as fields, for a collector to graph.
+        let f = &v["fields"];
+        for name in ["rows", "ok", "failed", "retries", "throttled"] {
+            assert!(f[name].is_u64(), "{name}: {l}");
+        }
+        assert!(f["lookups_per_s"].is_f64(), "{l}");
+        assert!(f["ok"].as_u64() <= f["rows"].as_u64(), "{l}");
+        assert_eq!(f["failed"], 0, "{l}");
     }
 }
 
