@@ -9,13 +9,15 @@ machines are shared and noisy.
 
 Scenarios: speed, quota, latency, tail, memory, cpu, shared (needs redis-server),
 s3 (needs moto_server and boto3: pip install 'moto[server]' boto3), rerun (a finished job
-rerun from its journal, a second job answered by the cache, and their sizes per key).
+rerun from its journal, a second job answered by the cache, and their sizes per key),
+files (CSV.gz -> Parquet beside plain CSV -> Parquet, and the release binary's size).
 BENCH_BUILD=1 adds the cold release build into an empty target directory (~5 min).
 
 Needs: cargo, python3, wrk (apt-get install wrk), and for the peer `pip install aiohttp
 aiolimiter` (done here if missing).
 """
 
+import gzip
 import json
 import statistics
 import os
@@ -218,6 +220,31 @@ def rerun_and_cache(row):
         f"journal {journal_bytes / 1e6:.1f} MB, cache {cache_bytes / 1e6:.1f} MB for {N_RERUN} keys")
 
 
+def compressed_csv(row):
+    """The same rows CSV -> Parquet from a plain .csv and from its .csv.gz (the bucket
+    exports' usual form), taken in turns REPS times; and the release binary's size."""
+    plain = gen(N_SPEED, os.path.join(WORK, "files.csv"))
+    packed = plain + ".gz"
+    with open(plain, "rb") as f, gzip.open(packed, "wb") as g:
+        shutil.copyfileobj(f, g)
+    runs = {"plain": [], "gz": []}
+    with Sim() as sim:
+        for _ in range(REPS):
+            for name, inp in (("plain", plain), ("gz", packed)):
+                runs[name].append(callinfo(sim, inp, os.path.join(WORK, f"files-{name}.parquet"),
+                                           "--rate", "0", "--concurrency", "64"))
+    rps = {k: statistics.median(r["rows_s"] for r in v) for k, v in runs.items()}
+    cpu = {k: statistics.median(r["cpu"] for r in v) / N_SPEED * 1e6 for k, v in runs.items()}
+    rss = {k: max(r["rss"] for r in v) for k, v in runs.items()}
+    row("CSV.gz -> Parquet", f"{rps['gz'] / rps['plain']:.2f}x plain CSV", ">= 0.9",
+        f"{rps['gz']:.0f} rows/s from .csv.gz ({os.path.getsize(packed) / 1e6:.1f} MB) / "
+        f"{rps['plain']:.0f} rows/s from .csv ({os.path.getsize(plain) / 1e6:.1f} MB), "
+        f"{N_SPEED} rows, median of {REPS}; CPU {cpu['gz']:.1f} / {cpu['plain']:.1f} us per row, "
+        f"peak RSS {rss['gz']:.0f} / {rss['plain']:.0f} MiB")
+    row("release binary", f"{os.path.getsize(BIN) / 1e6:.1f} MB", "",
+        "target/release/callinfo as built: no debug info, symbols kept for a panic's backtrace")
+
+
 def cold_build(row):
     """`cargo build --release` into an empty target directory, crates already downloaded."""
     target = os.path.join(WORK, "cold-target")
@@ -394,6 +421,9 @@ def main():
 
     if want("rerun"):
         rerun_and_cache(row)
+
+    if want("files"):
+        compressed_csv(row)
 
     if BUILD:
         cold_build(row)

@@ -25,6 +25,7 @@ use crate::output::{check_columns, remove_leftovers, Destination, Layout, Output
 use crate::outputs::{entries, read_whole, write_all, writer_for, Files, Outputs, ReadWhole};
 use crate::pace::Pacer;
 use crate::plan::Item;
+use crate::receipt::{Finished, Receipts};
 use crate::redis::{Redis, RedisCache, SharedQuota};
 use crate::store::{blocking, Environment, Role, Store};
 use crate::summary::Summary;
@@ -84,6 +85,10 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
     let shared = open_shared_quota(&job, &env).await?;
     let journal = open_journal(&job, &env).await?;
     let ledger = journal.ledger().clone();
+    let receipts = job.plan.receipts.clone().map(|dir| {
+        let shape = format!("{:?}|{:?}|{:?}", job.layout, job.keys, env);
+        Arc::new(Receipts::new(dir, shape))
+    });
     let skipped = {
         let (items, ledger, ours, many) = (
             items.clone(),
@@ -91,10 +96,19 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
             first_writer.as_ref().map(|(_, w)| w.temp_files()),
             job.plan.many,
         );
-        blocking(move || clear_leftovers(&items, &ledger, ours.unwrap_or_default(), many)).await?
+        let receipts = receipts.clone().filter(|_| !job.fresh);
+        blocking(move || {
+            let ours = ours.unwrap_or_default();
+            clear_leftovers(&items, &ledger, ours, many, receipts.as_deref())
+        })
+        .await?
     };
+    // A finished single file: the writer made up front would replace it.
+    if let Some((_, w)) = first_writer.take_if(|(i, _)| skipped[*i].is_some()) {
+        blocking(move || Ok::<_, Error>(w.abandon())).await?;
+    }
     let files: Files = Arc::new(Mutex::new(entries(&items, &skipped)));
-    let pending: Vec<usize> = (0..items.len()).filter(|i| !skipped[*i]).collect();
+    let pending: Vec<usize> = (0..items.len()).filter(|i| skipped[*i].is_none()).collect();
     if first_writer.is_none() {
         // Many files, or an object: the first output is made now, under the lock, so a
         // bad OUTPUT is reported before the first lookup.
@@ -108,6 +122,7 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
         }
     }
     let whole = read_whole(items.len());
+    let read_to_end = whole.clone();
     let outputs = Outputs::new(
         items.clone(),
         job.layout.clone(),
@@ -181,6 +196,31 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
         Ok((End::Complete, _)) if rerun_may_change == 0 => Ending::Done,
         _ => Ending::RerunHasWork,
     };
+    if let (Ending::Done, Some(receipts)) = (ending, receipts) {
+        let figures = files.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let written: Vec<(Item, Finished)> = pending
+            .iter()
+            .filter(|&&i| read_to_end[i].load(std::sync::atomic::Ordering::Acquire))
+            .map(|&i| {
+                let f = &figures[i];
+                let (rows, ok, failed) = (f.rows, f.ok, f.failed);
+                let finished = Finished {
+                    rows,
+                    ok,
+                    failed,
+                    at: 0,
+                };
+                (items[i].clone(), finished)
+            })
+            .collect();
+        blocking(move || {
+            for (item, figures) in written {
+                receipts.write(&item, figures);
+            }
+            Ok::<_, Error>(())
+        })
+        .await?;
+    }
     let closed = blocking(move || {
         if let Some(Cache::File(store)) = cache {
             store.close()?;
@@ -188,7 +228,8 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
         journal.close(ending)
     })
     .await;
-    let failed = stats.failed_total();
+    // A finished file skipped counts its failed rows, as the run that finished it did.
+    let failed = stats.failed_total() + skipped.iter().flatten().map(|f| f.failed).sum::<u64>();
     let mut quota = None;
     let status = result.and_then(|(end, estimated)| {
         closed?;
@@ -508,7 +549,8 @@ fn clear_leftovers(
     ledger: &Ledger,
     ours: Vec<std::path::PathBuf>,
     many: bool,
-) -> Result<Vec<bool>, Error> {
+    receipts: Option<&Receipts>,
+) -> Result<Vec<Option<Finished>>, Error> {
     for (url, id) in ledger.open_uploads() {
         let Some(Ok(object)) = ObjectUrl::parse(&url) else {
             continue;
@@ -544,8 +586,24 @@ fn clear_leftovers(
                     item.output.name(),
                     item.input.name()
                 );
+                return Ok(Some(Finished::default()));
             }
-            Ok(done)
+            let Some(finished) = receipts.and_then(|r| r.finished(item)) else {
+                return Ok(None);
+            };
+            let when = chrono::DateTime::from_timestamp(finished.at as i64, 0)
+                .map(|t| t.with_timezone(&chrono::Local).format(" at %Y-%m-%d %H:%M").to_string())
+                .unwrap_or_default();
+            let failed = match finished.failed {
+                0 => String::new(),
+                n => format!("; its {n} failed rows are in {}", item.errors.name()),
+            };
+            tracing::info!(
+                "{}: already finished from {} by the same command{when}, and neither has changed: nothing to do{failed} (--fresh redoes it)",
+                item.output.name(),
+                item.input.name()
+            );
+            Ok(Some(finished))
         })
         .collect()
 }

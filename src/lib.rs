@@ -37,6 +37,7 @@ pub mod output;
 pub mod outputs;
 pub mod pace;
 pub mod plan;
+mod receipt;
 pub mod redis;
 pub mod secret;
 pub mod sim;

@@ -212,6 +212,21 @@ impl Bucket {
         }
     }
 
+    /// The object's size and ETag (else its modification time), or `None` when it does not
+    /// exist: what says it changed. Blocking.
+    pub fn stamp(&self, url: &ObjectUrl) -> Result<Option<String>, ObjectError> {
+        match self.wait(self.store.head(&url.location())) {
+            Ok(meta) => Ok(Some(format!(
+                "{}:{}",
+                meta.size,
+                meta.e_tag
+                    .unwrap_or_else(|| meta.last_modified.timestamp_micros().to_string())
+            ))),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(ObjectError::new(url, e)),
+        }
+    }
+
     /// The objects under `prefix` (recursive), with their sizes, in key order. Blocking.
     pub fn list(&self, prefix: &ObjectUrl) -> Result<Vec<(ObjectUrl, u64)>, ObjectError> {
         let location = (!prefix.key.is_empty()).then(|| prefix.location());

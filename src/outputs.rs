@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::journal::Ledger;
 use crate::output::{Done, Layout, OutputError, Uploads, Writer};
 use crate::plan::Item;
+use crate::receipt::Finished;
 use crate::summary::{FileState, FileSummary};
 
 /// Each file's figures, shared with the run for its summary.
@@ -204,23 +205,25 @@ pub fn writer_for(
     )
 }
 
-/// Every item's entry, before anything is written.
-pub fn entries(items: &[Item], skipped: &[bool]) -> Vec<FileSummary> {
+/// Every item's entry, before anything is written: a skipped one with its figures then.
+pub fn entries(items: &[Item], skipped: &[Option<Finished>]) -> Vec<FileSummary> {
     items
         .iter()
         .zip(skipped)
-        .map(|(item, &skip)| FileSummary {
-            input: item.input.name(),
-            output: item.output.name(),
-            errors: item.errors.name(),
-            rows: 0,
-            ok: 0,
-            failed: 0,
-            state: if skip {
-                FileState::AlreadyComplete
-            } else {
-                FileState::NotWritten
-            },
+        .map(|(item, skip)| {
+            let figures = skip.unwrap_or_default();
+            FileSummary {
+                input: item.input.name(),
+                output: item.output.name(),
+                errors: item.errors.name(),
+                rows: figures.rows,
+                ok: figures.ok,
+                failed: figures.failed,
+                state: match skip {
+                    Some(_) => FileState::AlreadyComplete,
+                    None => FileState::NotWritten,
+                },
+            }
         })
         .collect()
 }

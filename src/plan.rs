@@ -35,6 +35,8 @@ pub struct Plan {
     pub many: bool,
     /// OUTPUT as given, for messages.
     pub output: String,
+    /// Where finished jobs' receipts are kept (the state directory's `finished/`).
+    pub receipts: Option<PathBuf>,
 }
 
 /// What the command line says about files.
@@ -198,6 +200,7 @@ pub fn resolve(req: &Request) -> Result<Plan, PlanError> {
         journal,
         many: false,
         output: req.output.display().to_string(),
+        receipts: receipts_dir(req),
     })
 }
 
@@ -290,6 +293,11 @@ fn state_journal(req: &Request, output: &str) -> Result<PathBuf, ConfigError> {
             ))
         })?;
     }
+    Ok(dir.join(format!("{}.journal", state_name(output))))
+}
+
+/// A file name in the state directory for `output`: readable, and unique by its digest.
+pub fn state_name(output: &str) -> String {
     let readable: String = output
         .trim_start_matches("s3://")
         .chars()
@@ -304,7 +312,15 @@ fn state_journal(req: &Request, output: &str) -> Result<PathBuf, ConfigError> {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    Ok(dir.join(format!("{readable}-{tag}.journal")))
+    format!("{readable}-{tag}")
+}
+
+fn receipts_dir(req: &Request) -> Option<PathBuf> {
+    let dir = req
+        .state_dir
+        .map(Path::to_owned)
+        .or_else(default_state_dir)?;
+    Some(dir.join("finished"))
 }
 
 /// `$XDG_STATE_HOME/callinfo`, else `~/.local/state/callinfo`.
@@ -457,6 +473,7 @@ fn resolve_many(req: &Request) -> Result<Plan, PlanError> {
         journal,
         many: true,
         output: req.output.display().to_string(),
+        receipts: receipts_dir(req),
     })
 }
 

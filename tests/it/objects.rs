@@ -127,9 +127,20 @@ fn csv_and_parquet_in_and_out_of_a_bucket() {
         wd.read("report.csv"),
         "row,call_id,kind,http_status,attempts,message\n"
     );
-    // The journals lived in the state directory and went when their runs were done.
-    let state: Vec<_> = std::fs::read_dir(wd.path("state")).unwrap().collect();
+    // The journals lived in the state directory and went when their runs were done; the
+    // finished jobs' receipts stay.
+    let state: Vec<_> = std::fs::read_dir(wd.path("state"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|name| name != "finished")
+        .collect();
     assert!(state.is_empty(), "{state:?}");
+    assert_eq!(
+        std::fs::read_dir(wd.path("state/finished"))
+            .unwrap()
+            .count(),
+        2
+    );
     for r in [&run1, &run2] {
         assert!(!r.stderr.contains(S3_SECRET) && !r.stdout.contains(S3_SECRET));
     }

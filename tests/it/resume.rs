@@ -373,3 +373,75 @@ fn a_rerun_counts_each_journal_key_once_in_or_out_of_order() {
         "one per key, the 503 each run"
     );
 }
+
+#[test]
+fn a_finished_job_run_again_makes_no_request_until_its_input_options_or_output_change() {
+    let sim = Sim::start(&[]);
+    let wd = Workdir::new();
+    let input = wd.write("in.csv", calls_csv(&ids("fin", 50)));
+    let output = wd.path("out.csv");
+    let state = wd.path("state").display().to_string();
+    let again = |extra: &[&str]| {
+        let mut args = vec!["--state-dir", &state];
+        args.extend(extra);
+        enrich(&sim, &input, &output, &args)
+    };
+    let r = again(&[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(sim.stat("lookup_requests"), 50);
+    let written = std::fs::metadata(&output).unwrap().modified().unwrap();
+
+    let r = again(&[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("out.csv: already finished from"), "{r:?}");
+    assert!(
+        r.stderr.contains("nothing to do (--fresh redoes it)"),
+        "{r:?}"
+    );
+    assert_eq!(sim.stat("lookup_requests"), 50);
+    assert_eq!(sim.stat("token_requests"), 1);
+    assert_eq!(
+        std::fs::metadata(&output).unwrap().modified().unwrap(),
+        written
+    );
+    assert_eq!(read_csv(&output).len(), 51);
+
+    // --fresh redoes it; so do other options, a changed input and a removed output.
+    let r = again(&["--fresh"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(sim.stat("lookup_requests"), 100);
+    let r = again(&["--columns", "caller"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(sim.stat("lookup_requests"), 150);
+    assert_eq!(read_csv(&output)[0].len(), 6);
+    wd.write("in.csv", calls_csv(&ids("fin", 51)));
+    let r = again(&["--columns", "caller"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(sim.stat("lookup_requests"), 201);
+    std::fs::remove_file(&output).unwrap();
+    let r = again(&["--columns", "caller"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(sim.stat("lookup_requests"), 252);
+    assert_eq!(read_csv(&output).len(), 52);
+}
+
+#[test]
+fn a_finished_many_file_job_run_again_makes_no_request() {
+    let sim = Sim::start(&[]);
+    let wd = Workdir::new();
+    std::fs::create_dir(wd.path("in")).unwrap();
+    wd.write("in/a.csv", calls_csv(&ids("ma", 20)));
+    wd.write("in/b.csv", calls_csv(&ids("mb", 30)));
+    let state = wd.path("state").display().to_string();
+    for _ in 0..2 {
+        let r = enrich(
+            &sim,
+            &wd.path("in/"),
+            &wd.path("out/"),
+            &["--state-dir", &state],
+        );
+        assert_eq!(r.code, 0, "{r:?}");
+    }
+    assert_eq!(sim.stat("lookup_requests"), 50);
+    assert_eq!(read_csv(&wd.path("out/b.csv")).len(), 31);
+}
