@@ -105,7 +105,11 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
     };
     // A finished single file: the writer made up front would replace it.
     if let Some((_, w)) = first_writer.take_if(|(i, _)| skipped[*i].is_some()) {
-        blocking(move || Ok::<_, Error>(w.abandon())).await?;
+        blocking(move || {
+            w.abandon();
+            Ok::<_, Error>(())
+        })
+        .await?;
     }
     let files: Files = Arc::new(Mutex::new(entries(&items, &skipped)));
     let pending: Vec<usize> = (0..items.len()).filter(|i| skipped[*i].is_none()).collect();
