@@ -12,7 +12,7 @@ use crate::cli::CheckArgs;
 use crate::config::Api;
 use crate::key::CallKey;
 use crate::outcome::LookupKind;
-use crate::pace::Pacer;
+use crate::pace::{Limit, Pacer, Rate};
 use crate::redis::SharedQuota;
 use crate::store::Environment;
 use crate::{api, Error, Status};
@@ -27,7 +27,11 @@ pub async fn run(args: CheckArgs) -> Result<Status, Error> {
     let quota = redis(&api, args.shared_quota, args.cache).await?;
     // check's two requests take their turns in the shared window like any job's, at a
     // rate of their own high enough never to hold the jobs to it.
-    let pacer = Arc::new(Pacer::shared(Some(CHECK_RATE), quota));
+    let limit = Limit {
+        count: CHECK_RATE,
+        span: Duration::from_secs(1),
+    };
+    let pacer = Arc::new(Pacer::shared(Some(Rate(vec![limit])), quota));
     resolve(&api).await?;
     let (http, client) = api::clients(&api, 1).map_err(Error::Setup)?;
     let tokens = Arc::new(TokenProvider::new(

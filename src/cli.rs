@@ -193,9 +193,10 @@ pub struct EnrichArgs {
     #[command(flatten, next_help_heading = API)]
     pub api: ApiArgs,
 
-    /// At most N requests per second, retries and token requests included (0: no limit).
-    #[arg(long, default_value_t = 20.0, value_name = "N", help_heading = PACING)]
-    pub rate: f64,
+    /// At most N requests per second, retries and token requests included: N, N/s, N/min,
+    /// N/h, or a list held all at once (20/s,1000/min); 0: no limit.
+    #[arg(long, default_value = "20", value_name = "N[/s|/min|/h],...", help_heading = PACING)]
+    pub rate: String,
     /// At most N requests in flight (1 to 4096).
     #[arg(long, default_value_t = 32, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=4096), help_heading = PACING)]

@@ -9,6 +9,7 @@ use crate::duration::ClockTime;
 use crate::engine::progress::ProgressMode;
 use crate::input::{CsvText, FieldSpec, Format, KeySpec};
 use crate::output::{Layout, Selection};
+use crate::pace::Rate;
 use crate::plan::{self, Plan, PlanError, Request};
 use crate::secret::Secret;
 use crate::store::Ttl;
@@ -26,8 +27,8 @@ pub struct Job {
     pub cache: Option<PathBuf>,
     pub keys: KeySpec,
     pub api: Api,
-    /// `None`: no limit.
-    pub rate: Option<f64>,
+    /// `--rate`'s windows; `None`: no limit.
+    pub rate: Option<Rate>,
     pub concurrency: usize,
     pub max_retries: u32,
     pub max_requests: Option<u64>,
@@ -146,10 +147,6 @@ fn at_most(
         .ok_or(ConfigError::BadValue { flag, what })
 }
 
-/// The fastest `--rate` taken: far beyond any tenant's quota, and a bound for the pacer's
-/// arithmetic.
-const MAX_RATE: f64 = 1_000_000.0;
-
 impl Job {
     /// Lists directories and buckets for a many-file run: call it on a blocking thread.
     pub fn from_args(args: EnrichArgs) -> Result<Job, PlanError> {
@@ -195,15 +192,7 @@ impl Job {
         }
         let journal = plan.journal.clone();
         let api = Api::from_args(args.api)?;
-        let rate = match args.rate {
-            0.0 => None,
-            r if r.is_finite() && r > 0.0 && r <= MAX_RATE => Some(r),
-            _ => return Err(ConfigError::BadValue {
-                flag: "--rate",
-                what:
-                    "a number of requests per second above 0 and at most 1000000, or 0 for no limit",
-            }),
-        };
+        let rate = Rate::parse(&args.rate).map_err(ConfigError::BadRate)?;
         if let Some(url) = &args.shared_quota {
             if rate.is_none() {
                 return Err(ConfigError::Usage(

@@ -83,7 +83,10 @@ pub async fn run(args: DemoArgs, shutdown: Shutdown) -> Result<Status, Error> {
             timeout: Duration::from_secs(30),
             ca_cert: None,
         },
-        rate: Some(500.0),
+        rate: Some(crate::pace::Rate(vec![crate::pace::Limit {
+            count: 500.0,
+            span: Duration::from_secs(1),
+        }])),
         concurrency: 32,
         max_retries: 5,
         max_requests: None,

@@ -71,15 +71,15 @@ pub async fn run(job: Job) -> Result<Status, Error> {
     );
     // The token request counts against --rate too.
     let requests = to_look_up + u64::from(to_look_up > 0);
-    match job.rate {
+    match &job.rate {
         Some(rate) => {
-            let secs = requests as f64 / rate;
+            let secs = requests as f64 / rate.per_second();
             println!(
                 "at --rate {rate}: about {secs:.0} s ({}) for {requests} requests; no request was made and nothing was written",
                 clock(secs)
             );
             if let Some(window) = &job.stop {
-                println!("{}", fits(secs, rate, window));
+                println!("{}", fits(secs, rate.per_second(), window));
             }
         }
         None => println!(

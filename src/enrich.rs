@@ -52,6 +52,9 @@ pub struct Report {
     pub window: Option<String>,
     /// The quota that ended the run: the API's daily one, or `--max-requests`.
     pub quota: Option<Quota>,
+    /// The `--rate` to start the next run at, when this one found the server's limit
+    /// (stated, or seen) below the one given.
+    pub advice: Option<String>,
 }
 
 pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
@@ -253,6 +256,7 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
     let summary = Summary {
         exit_status: code,
         daily_quota_exhausted: matches!(quota, Some(Quota::Daily(_))),
+        stated_limits: pacer.learned(),
         files,
         ..figures()
     };
@@ -272,6 +276,7 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
             _ => format!("the NAME.errors.csv reports in {}", job.plan.output),
         },
         rerun_may_change,
+        advice: pacer.advice(),
     })
 }
 
@@ -283,7 +288,7 @@ fn engine(
     memo: Memo,
     shared: Option<Arc<SharedQuota>>,
 ) -> Result<Engine, Error> {
-    let pacer = Arc::new(Pacer::shared(job.rate, shared));
+    let pacer = Arc::new(Pacer::shared(job.rate.clone(), shared));
     let backoff = Backoff::new(job.max_retries);
     let (http, client) = api::clients(&job.api, job.concurrency).map_err(Error::Setup)?;
     let tokens = Arc::new(TokenProvider::new(

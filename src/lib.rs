@@ -235,8 +235,16 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<Status, Error> {
     }
 }
 
-/// The run's last line on stderr.
+/// The run's last line on stderr, with a word on the pace for the next run when the
+/// server asked for less than `--rate`.
 fn tell(report: &enrich::Report) {
+    match &report.advice {
+        Some(advice) => eprintln!("callinfo: {}; {advice}", closing_line(report)),
+        None => eprintln!("callinfo: {}", closing_line(report)),
+    }
+}
+
+fn closing_line(report: &enrich::Report) -> String {
     let s = &report.summary;
     let of = report
         .total_rows
@@ -260,56 +268,53 @@ fn tell(report: &enrich::Report) {
     );
     match report.status {
         Status::Interrupted => {
-            eprintln!(
-                "callinfo: interrupted: {}{of} rows done, {saved}; run the same command again to finish",
+            return format!(
+                "interrupted: {}{of} rows done, {saved}; run the same command again to finish",
                 s.rows
             );
-            return;
         }
         Status::OutOfTime => {
             let left = report
                 .total_rows
                 .map(|t| format!(", about {} remain", t.saturating_sub(s.rows)))
                 .unwrap_or_default();
-            eprintln!(
-                "callinfo: out of time ({}): {}{of} rows done{left}; {saved}; the same command finishes the job",
+            return format!(
+                "out of time ({}): {}{of} rows done{left}; {saved}; the same command finishes the job",
                 report.window.as_deref().unwrap_or("the run's window"),
                 s.rows
             );
-            return;
         }
         Status::QuotaExhausted => {
-            match &report.quota {
-                Some(engine::Quota::Run(max)) => eprintln!(
-                    "callinfo: --max-requests {max} reached: {}{of} rows done; {saved}; the same command goes on from there",
+            return match &report.quota {
+                Some(engine::Quota::Run(max)) => format!(
+                    "--max-requests {max} reached: {}{of} rows done; {saved}; the same command goes on from there",
                     s.rows
                 ),
-                Some(engine::Quota::Daily(words)) => eprintln!(
-                    "callinfo: the API's daily quota is used up ({words}): {}{of} rows done; {saved}; the same command finishes the job once the quota resets",
+                Some(engine::Quota::Daily(words)) => format!(
+                    "the API's daily quota is used up ({words}): {}{of} rows done; {saved}; the same command finishes the job once the quota resets",
                     s.rows
                 ),
-                None => {}
-            }
-            return;
+                None => format!("stopped: {}{of} rows done; {saved}", s.rows),
+            };
         }
         Status::AllOk | Status::SomeFailed => {}
     }
     if s.failed == 0 {
-        eprintln!("callinfo: {}", s.line());
+        s.line()
     } else if report.rerun_may_change > 0 {
-        eprintln!(
-            "callinfo: {}; the failed rows are in {}; rerunning the same command looks up the {} that may pass now (journal {})",
+        format!(
+            "{}; the failed rows are in {}; rerunning the same command looks up the {} that may pass now (journal {})",
             s.line(),
             report.errors,
             report.rerun_may_change,
             report.journal.display()
-        );
+        )
     } else {
-        eprintln!(
-            "callinfo: {}; the failed rows are in {}; a rerun would not change them (not found, or bad input or request), so the journal was removed",
+        format!(
+            "{}; the failed rows are in {}; a rerun would not change them (not found, or bad input or request), so the journal was removed",
             s.line(),
             report.errors
-        );
+        )
     }
 }
 

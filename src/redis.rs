@@ -24,19 +24,21 @@ const VERSION: &str = "v1";
 pub const PATIENCE: Duration = Duration::from_secs(10);
 const RETRY_EVERY: Duration = Duration::from_millis(250);
 
-/// The sliding window. KEYS: window (sorted set of send times), pause, pace, limits (hash:
-/// job -> "cap:span"), jobs (sorted set: job -> last seen). ARGV: cap, span in
-/// microseconds, a member unique to this request, this job. Returns 0 when granted, else
-/// the microseconds to wait.
+/// The sliding windows. KEYS: window (sorted set of send times), pause, pace, limits
+/// (hash: job -> "cap:span;cap:span", one pair per window), jobs (sorted set: job -> last
+/// seen). ARGV: this job's limits (spans in microseconds), a member unique to this request,
+/// this job. Returns 0 when granted, else the microseconds to wait.
 ///
-/// Every job registers its own limit, and a request goes only when the window satisfies
-/// the limit of every job seen in the last 30 s: jobs at `--rate 20` and `--rate 50` on
-/// one quota are both held to 20 per second, whichever asks.
+/// Every job registers its own limits (`--rate` and those the gateway stated to it), and a
+/// request goes only when the window satisfies every limit of every job seen in the last
+/// 30 s: jobs at `--rate 20` and `--rate 50` on one quota are both held to 20 per second,
+/// whichever asks, and a per-minute limit one job learned holds for all. The adapted pace
+/// (per second) caps each window at its share of it.
 const ADMIT: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-redis.call('HSET', KEYS[4], ARGV[4], ARGV[1] .. ':' .. ARGV[2])
-redis.call('ZADD', KEYS[5], now, ARGV[4])
+redis.call('HSET', KEYS[4], ARGV[3], ARGV[1])
+redis.call('ZADD', KEYS[5], now, ARGV[3])
 for _, gone in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now - 30000000)) do
   redis.call('HDEL', KEYS[4], gone)
   redis.call('ZREM', KEYS[5], gone)
@@ -46,18 +48,23 @@ redis.call('PEXPIRE', KEYS[5], 60000)
 local pause = redis.call('PTTL', KEYS[2])
 if pause > 0 then return pause * 1000 end
 local pace = redis.call('GET', KEYS[3])
-local limits = redis.call('HVALS', KEYS[4])
+local windows = {}
 local longest = 0
-for _, l in ipairs(limits) do
-  local span = tonumber(string.match(l, ':(%d+)'))
-  if span > longest then longest = span end
+for _, l in ipairs(redis.call('HVALS', KEYS[4])) do
+  for cap, span in string.gmatch(l, '(%d+):(%d+)') do
+    cap, span = tonumber(cap), tonumber(span)
+    if pace then
+      local secs = math.max(1, math.floor(span / 1000000))
+      cap = math.min(cap, math.max(1, math.floor(tonumber(pace) * secs)))
+    end
+    table.insert(windows, {cap, span})
+    if span > longest then longest = span end
+  end
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - longest)
 local wait = 0
-for _, l in ipairs(limits) do
-  local cap = tonumber(string.match(l, '^(%d+)'))
-  local span = tonumber(string.match(l, ':(%d+)'))
-  if pace then cap = math.min(cap, math.max(1, math.floor(tonumber(pace)))) end
+for _, w in ipairs(windows) do
+  local cap, span = w[1], w[2]
   local n = redis.call('ZCOUNT', KEYS[1], '(' .. (now - span), '+inf')
   if n >= cap then
     local oldest = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. (now - span), '+inf',
@@ -66,7 +73,7 @@ for _, l in ipairs(limits) do
   end
 end
 if wait > 0 then return wait end
-redis.call('ZADD', KEYS[1], now, ARGV[3])
+redis.call('ZADD', KEYS[1], now, ARGV[2])
 redis.call('PEXPIRE', KEYS[1], math.floor(longest / 1000) + 1000)
 return 0
 ";
@@ -215,7 +222,13 @@ impl SharedQuota {
     }
 
     /// Wait until the shared window grants this request, or Redis has been away too long.
-    pub async fn admit(&self, cap: usize, span: Duration) -> Result<(), RedisError> {
+    /// `windows`: this job's limits, each `(count, span)`, registered for every job to hold.
+    pub async fn admit(&self, windows: &[(usize, Duration)]) -> Result<(), RedisError> {
+        let limits: Vec<String> = windows
+            .iter()
+            .map(|(cap, span)| format!("{cap}:{}", span.as_micros()))
+            .collect();
+        let limits = limits.join(";");
         let mut conn = self.redis.conn.clone();
         let mut away: Option<tokio::time::Instant> = None;
         loop {
@@ -227,8 +240,7 @@ impl SharedQuota {
                 .key(&self.pace)
                 .key(&self.limits)
                 .key(&self.jobs)
-                .arg(cap)
-                .arg(span.as_micros() as u64)
+                .arg(&limits)
                 .arg(format!("{}-{n}", self.me))
                 .arg(&self.me)
                 .invoke_async(&mut conn)

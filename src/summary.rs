@@ -48,6 +48,10 @@ pub struct Summary {
     /// when true, so a summary's fields stay those of any other run.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub daily_quota_exhausted: bool,
+    /// Limits the gateway stated in its 429s during the run (`100/min`), held from then
+    /// on; the next run should give them to `--rate`. Written only when there are some.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stated_limits: Vec<String>,
     /// Each input of the run, in order, with its output and how it ended.
     pub files: Vec<FileSummary>,
 }
@@ -141,6 +145,7 @@ impl Summary {
             pacer_wait_ms: stats.pacer_wait.quantiles_ms().map(Quantiles::from),
             exit_status,
             daily_quota_exhausted: false,
+            stated_limits: Vec::new(),
             files: Vec::new(),
         }
     }

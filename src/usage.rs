@@ -23,6 +23,8 @@ pub enum ConfigError {
     EmptySecretFile { path: String },
     #[error("{path}: cannot tell the {which} format from the extension; use .csv, .tsv, .csv.gz, .csv.zst or .parquet, or pass --{which}-format")]
     UnknownFormat { path: String, which: &'static str },
+    #[error("--rate: {0}")]
+    BadRate(String),
     #[error("--base-url {url}: {why}")]
     BadUrl { url: String, why: String },
     #[error("{flag} must be {what}")]

@@ -380,7 +380,10 @@ impl TokenProvider {
             }
             429 => {
                 // The token endpoint counts against the same quota: the lookups slow too.
-                self.pacer.throttled(retry_after);
+                match super::gateway::stated_limit(&String::from_utf8_lossy(&bytes)) {
+                    Some(limit) => self.pacer.learn(limit),
+                    None => self.pacer.throttled(None, retry_after),
+                }
                 return Err(FetchError::transient("HTTP 429".into(), retry_after));
             }
             _ => return Err(FetchError::transient(format!("HTTP {status}"), retry_after)),

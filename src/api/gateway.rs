@@ -7,6 +7,8 @@ use std::time::{Duration, SystemTime};
 use http::header::RETRY_AFTER;
 use http::HeaderMap;
 
+use crate::pace::Limit;
+
 /// The gateway's words for a quota that a wait of seconds will not bring back
 /// (`../shared/cec-api.md` section 3).
 pub fn quota_exhausted(body: &[u8]) -> bool {
@@ -14,6 +16,33 @@ pub fn quota_exhausted(body: &[u8]) -> bool {
     text.contains("Daily quota exhausted")
         || text.contains("APIG.0501")
         || text.contains("APIG.0502")
+}
+
+/// The limit a throttling answer states, as APIG.0308's message does: `...policy user over
+/// ratelimit,limit:100,time:1 minute` (or `time:10 second`, `time:1 hour`).
+pub fn stated_limit(text: &str) -> Option<Limit> {
+    let at = text.find("limit:")?;
+    let (count, rest) = text[at + "limit:".len()..].split_once(",time:")?;
+    let count: f64 = count.trim().parse().ok().filter(|c: &f64| *c >= 1.0)?;
+    let rest = rest.trim_start();
+    let digits = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    let n: u64 = rest[..digits].parse().ok().filter(|n| *n > 0)?;
+    let unit = rest[digits..].trim_start();
+    let secs = [
+        ("second", 1),
+        ("minute", 60),
+        ("hour", 3600),
+        ("day", 86400),
+    ]
+    .iter()
+    .find(|(word, _)| unit.starts_with(word))?
+    .1;
+    Some(Limit {
+        count: count.floor(),
+        span: Duration::from_secs(n * secs),
+    })
 }
 
 /// The gateway's error body (`{"error_code": "APIG.0308", "error_msg": ..., "request_id":

@@ -9,9 +9,13 @@ use super::stats::Stats;
 use super::LookupError;
 use crate::api::auth::{Token, TokenProvider};
 use crate::api::client::{Client, Verdict};
+use crate::api::gateway::stated_limit;
 use crate::backoff::Backoff;
 use crate::outcome::{Failure, LookupKind, Outcome};
 use crate::pace::Pacer;
+
+/// Answers accepted since a key's last 429 that make its next 429 its own.
+const KEY_ONLY: u64 = 5;
 
 pub struct Lookups {
     pub client: Client,
@@ -54,6 +58,40 @@ impl Lookups {
             .map_err(|_| max)
     }
 
+    /// A 429 for `job`: whose problem it is, and how long its retry waits (`None`: the
+    /// back-off's). A limit the gateway states is held from now on, and the retry waits only
+    /// for its window (the pacer) and a little jitter. A key throttled again while
+    /// [`KEY_ONLY`] other answers passed is that key's problem: it backs off alone, the
+    /// pace unchanged. Any other 429 is the pacer's to judge (see [`Pacer::throttled`]).
+    fn throttled(
+        &self,
+        job: &mut Job,
+        message: &str,
+        retry_after: Option<Duration>,
+    ) -> Option<Duration> {
+        let accepted = self.pacer.accepted_total();
+        let passed = job.throttled_at.map(|before| accepted - before);
+        let key_only = passed.is_some_and(|n| n >= KEY_ONLY);
+        job.throttled_at = Some(accepted);
+        if let Some(limit) = stated_limit(message) {
+            self.pacer.learn(limit);
+            return Some(Duration::from_millis(fastrand::u64(0..250)));
+        }
+        if key_only {
+            tracing::info!(
+                "call ID {}: throttled again while {} other answers passed: retried on its own back-off, the pace unchanged",
+                job.key().call_id,
+                passed.unwrap_or_default()
+            );
+        } else {
+            use std::hash::{Hash, Hasher};
+            let mut key = std::hash::DefaultHasher::new();
+            job.key().call_id.hash(&mut key);
+            self.pacer.throttled(Some(key.finish()), retry_after);
+        }
+        None
+    }
+
     /// Send one request for `job` with `token`, which the caller took just before its slot.
     pub async fn attempt(&self, job: &mut Job, token: &Token) -> Step {
         job.attempts += 1;
@@ -71,11 +109,12 @@ impl Lookups {
             }
             None => {}
         }
+        let attempts = job.attempts;
         let failed = |kind, message| {
             Step::Done(Outcome::Failed(Failure {
                 kind,
                 http_status: attempt.status,
-                attempts: job.attempts,
+                attempts,
                 message,
             }))
         };
@@ -104,16 +143,17 @@ impl Lookups {
             Verdict::QuotaExhausted(message) => return Step::QuotaExhausted(message),
             Verdict::Transient(kind, message) => (kind, message),
         };
+        let mut delay = None;
         if kind == LookupKind::RateLimited {
             Stats::bump(&self.stats.throttled);
-            self.pacer.throttled(attempt.retry_after);
+            delay = self.throttled(job, &message, attempt.retry_after);
         }
         if job.retries >= self.backoff.max_retries {
             return failed(kind, message);
         }
         job.retries += 1;
         Stats::bump(&self.stats.retries);
-        let delay = self.backoff.delay(job.retries, attempt.retry_after);
+        let delay = delay.unwrap_or_else(|| self.backoff.delay(job.retries, attempt.retry_after));
         tracing::debug!(call_id = %job.key().call_id, retries = job.retries, ?delay, %kind, %message, "retrying");
         Step::After(delay)
     }

@@ -42,6 +42,8 @@ pub struct Job {
     /// nothing of the server (a rerun asks mostly such keys), so it never counts towards
     /// calling a failure systemic.
     pub failed_before: bool,
+    /// The pacer's count of accepted answers at this key's last 429.
+    pub throttled_at: Option<u64>,
 }
 
 impl Job {
@@ -56,6 +58,7 @@ impl Job {
             retries: 0,
             refreshed: false,
             failed_before: false,
+            throttled_at: None,
         }
     }
 

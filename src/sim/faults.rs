@@ -32,10 +32,12 @@ const BAD_GATEWAY_PAGE: &str = "<html>502 Bad Gateway</html>";
 /// Faults forced by a call-ID prefix, so a test can put an exact fault on an exact row.
 /// `sim401-` refuses every token for that call, as when the app lacks the API: a 401 that
 /// a refresh does not cure.
-const FORCED: [(&str, Fault); 12] = [
+const FORCED: [(&str, Fault); 14] = [
     ("simslow-", Fault::Slow),
     ("sim400-", Fault::Status(StatusCode::BAD_REQUEST)),
     ("sim401-", Fault::Status(StatusCode::UNAUTHORIZED)),
+    ("sim403-", Fault::Status(StatusCode::FORBIDDEN)),
+    ("sim405-", Fault::Status(StatusCode::METHOD_NOT_ALLOWED)),
     ("sim500-", Fault::Status(StatusCode::INTERNAL_SERVER_ERROR)),
     ("sim503-", Fault::Status(StatusCode::SERVICE_UNAVAILABLE)),
     ("sim429-", Fault::RateLimited),

@@ -33,6 +33,15 @@ pub struct Knobs {
     /// At most N requests (token + lookup) accepted in any sliding second; 0 = no limit.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub limit: u32,
+    /// At most N requests (token + lookup) accepted in any sliding minute; 0 = no limit.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub limit_per_minute: u32,
+    /// How errors are answered: `plain`, as the API document says; or `apig`, as Huawei's
+    /// API gateway in front of CEC does: a code, message and request ID in every error body,
+    /// `X-Request-Id` on every answer, no `Retry-After`, and the limit stated in a 429's
+    /// message (`limit:10,time:1 second`).
+    #[arg(long, value_enum, default_value_t = Gateway::Plain)]
+    pub gateway: Gateway,
     /// Seconds announced in `Retry-After` on a 429.
     #[arg(long, value_name = "SECS", default_value_t = 1)]
     pub retry_after: u64,
@@ -104,6 +113,12 @@ pub struct Knobs {
     pub token_redirect: Option<String>,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Gateway {
+    Plain,
+    Apig,
+}
+
 /// Must match the clap defaults above (a unit test checks it), so in-process tests get the
 /// same simulator as `callinfo simulate` with no flags.
 impl Default for Knobs {
@@ -114,6 +129,8 @@ impl Default for Knobs {
             seed: 1,
             token_lifetime: 3600,
             limit: 0,
+            limit_per_minute: 0,
+            gateway: Gateway::Plain,
             retry_after: 1,
             retry_after_date: false,
             latency_ms: 0,
@@ -148,6 +165,8 @@ impl fmt::Debug for Knobs {
             .field("seed", &self.seed)
             .field("token_lifetime", &self.token_lifetime)
             .field("limit", &self.limit)
+            .field("limit_per_minute", &self.limit_per_minute)
+            .field("gateway", &self.gateway)
             .field("retry_after", &self.retry_after)
             .field("retry_after_date", &self.retry_after_date)
             .field("latency_ms", &self.latency_ms)

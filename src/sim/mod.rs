@@ -8,7 +8,7 @@ mod knobs;
 mod stats;
 pub mod tls;
 
-pub use knobs::Knobs;
+pub use knobs::{Gateway, Knobs};
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -30,7 +30,7 @@ use tokio::time::Instant;
 
 use crate::api::model::{self, LookupRequest, TokenRequest, TokenResponse};
 use faults::Fault;
-use stats::{Endpoint, Stats};
+use stats::{Endpoint, Stats, Throttle};
 
 /// Long enough that any client timeout fires first.
 const HANG: Duration = Duration::from_secs(24 * 3600);
@@ -48,8 +48,8 @@ pub async fn serve(
     let (down_tx, down_rx) = watch::channel(false);
     let sim = Arc::new(Sim {
         daily_left: Mutex::new(knobs.daily_quota),
+        stats: Stats::new(knobs.limit_per_minute),
         knobs,
-        stats: Stats::new(),
         tokens: Mutex::default(),
         shutdown: down_rx,
     });
@@ -141,8 +141,8 @@ struct Tokens {
 async fn token(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> Response {
     let knobs = &sim.knobs;
     let (index, admitted) = sim.stats.arrive(Endpoint::Token, knobs.limit);
-    if !admitted {
-        return sim.too_many();
+    if let Err(throttle) = admitted {
+        return sim.too_many(Some(throttle));
     }
     if !sim.spend_daily() {
         return sim.daily_exhausted();
@@ -152,7 +152,7 @@ async fn token(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> 
     }
     if faults::token_error(index, knobs) {
         return match StatusCode::from_u16(knobs.token_fail_status) {
-            Ok(StatusCode::TOO_MANY_REQUESTS) => sim.too_many(),
+            Ok(StatusCode::TOO_MANY_REQUESTS) => sim.too_many(None),
             Ok(status) => sim.error(status, "injected"),
             Err(_) => sim.error(StatusCode::SERVICE_UNAVAILABLE, "injected"),
         };
@@ -210,8 +210,8 @@ async fn lookup(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) ->
         _ => 0,
     };
     // A gateway throttles before it looks at the token or the body.
-    if !admitted {
-        return sim.too_many();
+    if let Err(throttle) = admitted {
+        return sim.too_many(Some(throttle));
     }
     if !sim.spend_daily() {
         return sim.daily_exhausted();
@@ -258,7 +258,7 @@ async fn lookup(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) ->
             answer::render(call_id, knobs),
         ),
         Fault::Status(status) => sim.error(status, "injected"),
-        Fault::RateLimited => sim.too_many(),
+        Fault::RateLimited => sim.too_many(None),
         Fault::Malformed(text) => {
             let kind = if text.is_empty() || text.starts_with('{') {
                 "application/json"
@@ -332,6 +332,11 @@ async fn unknown_path() -> Response {
         .into_response()
 }
 
+/// A gateway request ID: 32 hex digits.
+fn request_id() -> String {
+    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
+}
+
 impl Sim {
     /// Every answer goes through here (or is counted as dropped/hung), so `by_status` adds up.
     fn reply(
@@ -341,11 +346,40 @@ impl Sim {
         body: impl Into<Body>,
     ) -> Response {
         self.stats.record(status.as_str());
-        (status, [(header::CONTENT_TYPE, content_type)], body.into()).into_response()
+        let mut response =
+            (status, [(header::CONTENT_TYPE, content_type)], body.into()).into_response();
+        if self.knobs.gateway == Gateway::Apig {
+            let id = HeaderValue::from_str(&request_id()).expect("hex digits");
+            response.headers_mut().insert("x-request-id", id);
+        }
+        response
     }
 
     fn error(&self, status: StatusCode, message: &str) -> Response {
+        if self.knobs.gateway == Gateway::Apig {
+            // The gateway's own words for what it refuses (../shared/cec-api.md section 3).
+            let said = match status.as_u16() {
+                401 => Some(("APIG.0307", "The token must be updated.")),
+                403 => Some(("APIG.0304", "The app is not authorized to access the API.")),
+                405 => Some(("APIG.0502", "The app is frozen.")),
+                _ => None,
+            };
+            if let Some((code, words)) = said {
+                return self.gateway_error(status, code, words);
+            }
+        }
         let body = serde_json::json!({ "error": message }).to_string();
+        self.reply(status, "application/json", body)
+    }
+
+    /// An error body as the gateway writes it, with its request ID.
+    fn gateway_error(&self, status: StatusCode, code: &str, words: &str) -> Response {
+        let body = serde_json::json!({
+            "error_code": code,
+            "error_msg": words,
+            "request_id": request_id(),
+        })
+        .to_string();
         self.reply(status, "application/json", body)
     }
 
@@ -367,21 +401,24 @@ impl Sim {
 
     /// As the gateway answers once the day's quota is used up: no `Retry-After`.
     fn daily_exhausted(&self) -> Response {
-        let id = format!("sim-{:016x}", fastrand::u64(..));
-        let body = serde_json::json!({
-            "error_code": "APIG.0308",
-            "error_msg": "Daily quota exhausted",
-            "request_id": id,
-        })
-        .to_string();
-        let mut response = self.reply(StatusCode::TOO_MANY_REQUESTS, "application/json", body);
-        if let Ok(v) = HeaderValue::from_str(&id) {
-            response.headers_mut().insert("x-request-id", v);
-        }
-        response
+        self.gateway_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "APIG.0308",
+            "Daily quota exhausted",
+        )
     }
 
-    fn too_many(&self) -> Response {
+    /// A 429: the limit that turned it away (`None`: one call ID's own throttling). The
+    /// gateway states the limit and sends no `Retry-After`; the plain API sends one.
+    fn too_many(&self, throttle: Option<Throttle>) -> Response {
+        if self.knobs.gateway == Gateway::Apig {
+            let words = match throttle {
+                Some(Throttle::Second) => format!("The throttling threshold has been reached: policy user over ratelimit,limit:{},time:1 second", self.knobs.limit),
+                Some(Throttle::Minute) => format!("The throttling threshold has been reached: policy app over ratelimit,limit:{},time:1 minute", self.knobs.limit_per_minute),
+                None => "The throttling threshold has been reached: policy ip over ratelimit".into(),
+            };
+            return self.gateway_error(StatusCode::TOO_MANY_REQUESTS, "APIG.0308", &words);
+        }
         let secs = self.knobs.retry_after;
         let value = if self.knobs.retry_after_date {
             httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(secs))

@@ -9,6 +9,14 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 const WINDOW: Duration = Duration::from_secs(1);
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// Which limit turned a request away.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Throttle {
+    Second,
+    Minute,
+}
 
 #[derive(Clone, Copy)]
 pub(super) enum Endpoint {
@@ -19,6 +27,8 @@ pub(super) enum Endpoint {
 /// One lock for everything: each request holds it for a few counter updates only.
 pub(super) struct Stats {
     start: Instant,
+    /// `--limit-per-minute` (0: none).
+    per_minute: u32,
     inner: Mutex<Inner>,
 }
 
@@ -43,6 +53,9 @@ struct Inner {
     /// Arrival instants of the last second, admitted requests only: what `--limit` caps.
     admitted: VecDeque<Instant>,
     max_admitted: usize,
+    /// Likewise over the last minute, when `--limit-per-minute` is set.
+    admitted_minute: VecDeque<Instant>,
+    max_admitted_minute: usize,
     per_second: Vec<u64>,
     in_flight: u64,
     max_in_flight: u64,
@@ -62,9 +75,10 @@ impl Drop for InFlight<'_> {
 }
 
 impl Stats {
-    pub(super) fn new() -> Self {
+    pub(super) fn new(per_minute: u32) -> Self {
         Stats {
             start: Instant::now(),
+            per_minute,
             inner: Mutex::default(),
         }
     }
@@ -76,11 +90,16 @@ impl Stats {
     /// Counts an arrival and applies `limit` (0 = none) over the sliding second. Returns the
     /// request's 0-based index among its endpoint's requests, and whether it was admitted.
     /// Rejected requests do not enter the admitted window, as with a real gateway's limiter.
-    pub(super) fn arrive(&self, endpoint: Endpoint, limit: u32) -> (u64, bool) {
+    pub(super) fn arrive(&self, endpoint: Endpoint, limit: u32) -> (u64, Result<(), Throttle>) {
         self.arrive_at(endpoint, limit, Instant::now())
     }
 
-    fn arrive_at(&self, endpoint: Endpoint, limit: u32, now: Instant) -> (u64, bool) {
+    fn arrive_at(
+        &self,
+        endpoint: Endpoint,
+        limit: u32,
+        now: Instant,
+    ) -> (u64, Result<(), Throttle>) {
         let mut s = self.lock();
         let counter = match endpoint {
             Endpoint::Token => &mut s.token_requests,
@@ -95,19 +114,31 @@ impl Stats {
         }
         s.per_second[second] += 1;
 
-        slide(&mut s.arrivals, now);
+        slide(&mut s.arrivals, now, WINDOW);
         s.arrivals.push_back(now);
         s.max_arrivals = s.max_arrivals.max(s.arrivals.len());
 
-        slide(&mut s.admitted, now);
-        let admitted = limit == 0 || s.admitted.len() < limit as usize;
-        if admitted {
+        slide(&mut s.admitted, now, WINDOW);
+        slide(&mut s.admitted_minute, now, MINUTE);
+        let per_minute = self.per_minute as usize;
+        let verdict = if limit != 0 && s.admitted.len() >= limit as usize {
+            Err(Throttle::Second)
+        } else if per_minute != 0 && s.admitted_minute.len() >= per_minute {
+            Err(Throttle::Minute)
+        } else {
+            Ok(())
+        };
+        if verdict.is_ok() {
             s.admitted.push_back(now);
             s.max_admitted = s.max_admitted.max(s.admitted.len());
+            if per_minute != 0 {
+                s.admitted_minute.push_back(now);
+                s.max_admitted_minute = s.max_admitted_minute.max(s.admitted_minute.len());
+            }
         } else {
             s.rejected_429 += 1;
         }
-        (index, admitted)
+        (index, verdict)
     }
 
     /// Counts one request for the call ID hashed to `key`; returns how many came before it.
@@ -170,6 +201,7 @@ impl Stats {
             "rejected_429": s.rejected_429,
             "max_in_sliding_second": s.max_arrivals,
             "max_admitted_in_sliding_second": s.max_admitted,
+            "max_admitted_in_sliding_minute": s.max_admitted_minute,
             "in_flight": s.in_flight,
             "max_in_flight": s.max_in_flight,
             "agent_ids": s.agent_ids,
@@ -184,8 +216,8 @@ impl Stats {
 }
 
 /// Forgets the arrivals that are a second old or more: amortized O(1) per request.
-fn slide(window: &mut VecDeque<Instant>, now: Instant) {
-    while window.front().is_some_and(|&t| now - t >= WINDOW) {
+fn slide(window: &mut VecDeque<Instant>, now: Instant, span: Duration) {
+    while window.front().is_some_and(|&t| now - t >= span) {
         window.pop_front();
     }
 }
@@ -196,11 +228,11 @@ mod tests {
 
     #[test]
     fn sliding_limit() {
-        let stats = Stats::new();
+        let stats = Stats::new(0);
         let admitted = |n, ms| {
             let at = stats.start + Duration::from_millis(ms);
             (0..n)
-                .filter(|_| stats.arrive_at(Endpoint::Lookup, 3, at).1)
+                .filter(|_| stats.arrive_at(Endpoint::Lookup, 3, at).1.is_ok())
                 .count()
         };
         assert_eq!(admitted(5, 0), 3);

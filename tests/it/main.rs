@@ -12,6 +12,7 @@ mod errors;
 mod faults;
 mod files;
 mod first_hour;
+mod gateway;
 mod model;
 mod objects;
 mod operator;
