@@ -132,7 +132,7 @@ async fn token(tokens: &TokenProvider) -> Result<Token, Error> {
             | AuthError::QuotaExhausted { .. }),
         ) => e.to_string(),
     };
-    Err(Error::Check(cause))
+    Err(Error::Check(explained(cause)))
 }
 
 /// One lookup; a 400 to the made-up ID (`asked`: the user named a real one) still shows
@@ -176,7 +176,15 @@ async fn lookup(client: &Client, key: &CallKey, token: &Token, asked: bool) -> R
             format!("lookup failed as {kind} ({status}): {message}")
         }
     };
-    Err(Error::Check(cause))
+    Err(Error::Check(explained(cause)))
+}
+
+/// A cause with what to do about the gateway code it quotes.
+fn explained(cause: String) -> String {
+    match crate::api::gateway::explain(&cause) {
+        Some(what) => format!("{cause}; {what}"),
+        None => cause,
+    }
 }
 
 fn fail(message: String) -> Result<Status, Error> {

@@ -18,6 +18,29 @@ pub fn quota_exhausted(body: &[u8]) -> bool {
         || text.contains("APIG.0502")
 }
 
+/// What a person can do about the gateway code in `text`, if it holds one
+/// (`../shared/cec-api.md` section 3): for `check`'s verdicts and the README's table.
+pub fn explain(text: &str) -> Option<&'static str> {
+    let at = text.find("APIG.")?;
+    let code = text.get(at + 5..at + 9)?;
+    Some(match code {
+        "0101" => "the API is not found or not published: check --base-url and the API's path",
+        "0301" | "0303" | "0305" | "0307" | "0311" => {
+            "the gateway refuses the credentials or the token: check the app key and secret; the gateway locks them after repeated failures, so do not retry in a loop"
+        }
+        "0302" | "0304" | "0306" | "0310" | "0401" | "0402" | "0404" | "0801" | "0802" => {
+            "the gateway does not authorize this app or address for the API: ask the tenant's administrator"
+        }
+        "0308" => "throttled: lower --rate, or give it the limit the gateway states (--rate 20/s,100/min)",
+        "0501" => "the app's quota is used up: the same command finishes once it resets",
+        "0502" => "the app is frozen: ask the tenant's administrator",
+        c if c.starts_with("06") || ["0201", "0202", "0203"].contains(&c) => {
+            "the gateway or the CEC backend failed: a later run may pass; give Huawei support the request ID"
+        }
+        _ => return None,
+    })
+}
+
 /// The limit a throttling answer states, as APIG.0308's message does: `...policy user over
 /// ratelimit,limit:100,time:1 minute` (or `time:10 second`, `time:1 hour`).
 pub fn stated_limit(text: &str) -> Option<Limit> {

@@ -190,3 +190,17 @@ fn rate_forms_are_checked() {
         assert_eq!(r.code, 0, "{good}: {r:?}");
     }
 }
+
+#[test]
+fn check_explains_the_gateways_codes() {
+    let sim = Sim::start(&["--gateway", "apig"]);
+    let mut cmd = callinfo(Some(&sim));
+    cmd.args(["check", "--call-id", "sim403-1"]);
+    let r = run(cmd);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("APIG.0304"), "{r:?}");
+    assert!(
+        r.stderr.contains("the gateway does not authorize this app or address for the API: ask the tenant's administrator"),
+        "{r:?}"
+    );
+}
