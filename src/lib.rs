@@ -14,7 +14,8 @@
 //! - [`input`] reads batches and each row's [`key::CallKey`]; [`output`] writes them back.
 //! - [`api`] speaks to the CEC API; [`pace`] and [`backoff`] are the request discipline.
 //! - [`engine`] runs the lookups concurrently and releases rows in input order.
-//! - [`outcome`] is what a row ends with; [`summary`] is what a run ends with.
+//! - [`outcome`] is what a row ends with; [`summary`] is what a run ends with; a receipt
+//!   (`receipt`) says a job is finished, so that the same command does not redo it.
 
 pub mod api;
 pub mod backoff;
