@@ -29,6 +29,8 @@ ALONE=(
     rate::rate_equal_to_the_server_limit_never_trips_it
     shared::redis_lost_mid_run_stops_the_run_and_the_rerun_finishes
     shared::two_and_three_jobs_share_one_quota
+    shared::a_per_minute_window_holds_across_jobs
+    shared::a_limit_one_job_learns_holds_for_all
     shared::when_one_job_goes_the_others_take_up_its_share
     stress::a_fractional_rate_holds_in_every_sliding_second
     stress::the_rate_holds_while_a_slow_token_refresh_runs

@@ -222,3 +222,30 @@ fn a_429_seen_by_one_job_paces_them_all() {
         "{refused} x 429 of {requests} requests: {stats}"
     );
 }
+
+/// Jobs on one quota with a per-minute window: together they never pass it, and the
+/// requests beyond it wait for the next minute rather than take a 429.
+#[test]
+fn a_per_minute_window_holds_across_jobs() {
+    let redis = RedisServer::start(&[]);
+    let sim = Sim::start(&["--gateway", "apig", "--limit-per-minute", "20"]);
+    let wd = Workdir::new();
+    // 2 x (10 lookups + 1 token): two more than a minute holds.
+    shared_jobs(&sim, &wd, &redis.url(), 2, 10, "pm", "20/s,20/min");
+    let stats = sim.stats();
+    assert_eq!(stats["rejected_429"], 0, "{stats}");
+    assert_eq!(stats["max_admitted_in_sliding_minute"], 20, "{stats}");
+    assert_eq!(sim.stat("lookup_requests"), 20);
+}
+
+/// A limit one job learns from the gateway holds for every job on the quota.
+#[test]
+fn a_limit_one_job_learns_holds_for_all() {
+    let redis = RedisServer::start(&[]);
+    let sim = Sim::start(&["--gateway", "apig", "--limit", "10"]);
+    let wd = Workdir::new();
+    shared_jobs(&sim, &wd, &redis.url(), 2, 100, "learn", "20");
+    let throttled = sim.stat("rejected_429");
+    assert!(throttled <= 4, "{throttled} x 429: {}", sim.stats());
+    assert_eq!(sim.stat("lookup_requests"), 200 + throttled);
+}
