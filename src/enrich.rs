@@ -20,8 +20,9 @@ use crate::engine::{End, Engine, EngineError, Lookups, Memo, Quota, Shared, Stat
 use crate::input::{key_sources, Batch, Format, InputError, KeySpec, Read, Reader};
 use crate::journal::{Ending, Journal, Ledger};
 use crate::objects::{Bucket, ObjectUrl, UploadLog};
-use crate::outcome::LookupKind;
-use crate::output::{check_columns, remove_leftovers, Destination, Layout, OutputError, Uploads};
+use crate::output::{
+    check_columns, remove_leftovers, Destination, Layout, OutputError, Uploads, Writer,
+};
 use crate::outputs::{entries, read_whole, write_all, writer_for, Files, Outputs, ReadWhole};
 use crate::pace::Pacer;
 use crate::plan::Item;
@@ -57,176 +58,67 @@ pub struct Report {
     pub advice: Option<String>,
 }
 
+/// A run, as its stages: check every input, take the output's lock and the shared parts,
+/// skip what is already finished, look the rest up (reader -> engine -> writer), then
+/// close the stores and say how it ended.
 pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
     let started = Instant::now();
     let env = Environment::new(&job.api.base_url, &job.api.app_key);
     let items = job.plan.items.clone();
-    // Every input is opened first: a missing column in the last file is reported before
-    // the first lookup. One file (perhaps stdin) is kept open; many are opened again in
-    // turn.
-    let inputs = {
-        let (items, keys, layout, many) = (
-            items.clone(),
-            job.keys.clone(),
-            job.layout.clone(),
-            job.plan.many,
-        );
-        blocking(move || open_inputs(&items, &keys, &layout, many)).await?
-    };
+    let inputs = check_inputs(&job).await?;
     // One local output's temporary files are made first, which checks its directory; then
     // the journal's lock: a second run on this output stops there, before it touches the
     // files of the run that holds it. Only then are a killed run's leftovers cleared.
-    let local = |d: &Destination| !matches!(d, Destination::Object(_));
-    let mut first_writer = match (&inputs.first, items.as_slice()) {
-        (Some(reader), [item]) if local(&item.output) && local(&item.errors) => {
-            Some((0, writer_for(item, &reader.schema, &job.layout, &None)?))
-        }
-        _ => None,
-    };
+    let first = first_local_writer(&job, &inputs)?;
     // The shared parts next: if one is unreachable, nothing of this run is left behind.
     let cache = open_cache(&job, &env).await?;
     let shared = open_shared_quota(&job, &env).await?;
     let journal = open_journal(&job, &env).await?;
-    let ledger = journal.ledger().clone();
     let receipts = job.plan.receipts.clone().map(|dir| {
-        let shape = format!("{:?}|{:?}|{:?}", job.layout, job.keys, env);
-        Arc::new(Receipts::new(dir, shape))
+        Arc::new(Receipts::new(
+            dir,
+            format!("{:?}|{:?}|{env:?}", job.layout, job.keys),
+        ))
     });
-    let skipped = {
-        let (items, ledger, ours, many) = (
-            items.clone(),
-            ledger.clone(),
-            first_writer.as_ref().map(|(_, w)| w.temp_files()),
-            job.plan.many,
-        );
-        let receipts = receipts.clone().filter(|_| !job.fresh);
-        blocking(move || {
-            let ours = ours.unwrap_or_default();
-            clear_leftovers(&items, &ledger, ours, many, receipts.as_deref())
-        })
-        .await?
-    };
-    // A finished single file: the writer made up front would replace it.
-    if let Some((_, w)) = first_writer.take_if(|(i, _)| skipped[*i].is_some()) {
-        blocking(move || {
-            w.abandon();
-            Ok::<_, Error>(())
-        })
-        .await?;
-    }
-    let files: Files = Arc::new(Mutex::new(entries(&items, &skipped)));
+    let (skipped, first) = take_stock(&job, journal.ledger(), receipts.clone(), first).await?;
     let pending: Vec<usize> = (0..items.len()).filter(|i| skipped[*i].is_none()).collect();
-    if first_writer.is_none() {
-        // Many files, or an object: the first output is made now, under the lock, so a
-        // bad OUTPUT is reported before the first lookup.
-        if let Some(&i) = pending.first() {
-            let item = items[i].clone();
-            let schema = inputs.schemas[i].clone();
-            let layout = job.layout.clone();
-            let uploads: Uploads = Some(ledger.clone());
-            let w = blocking(move || writer_for(&item, &schema, &layout, &uploads)).await?;
-            first_writer = Some((i, w));
-        }
-    }
+    let first = match first {
+        Some(w) => Some(w),
+        None => first_remote_writer(&job, &inputs, &pending, journal.ledger()).await?,
+    };
+    let files: Files = Arc::new(Mutex::new(entries(&items, &skipped)));
     let whole = read_whole(items.len());
-    let read_to_end = whole.clone();
     let outputs = Outputs::new(
         items.clone(),
         job.layout.clone(),
-        Some(ledger.clone()),
-        job.plan.many.then(|| ledger.clone()),
+        Some(journal.ledger().clone()),
+        job.plan.many.then(|| journal.ledger().clone()),
         whole.clone(),
-        first_writer,
+        first,
         files.clone(),
     );
-    let reading = Reading {
-        first: inputs.first,
-        items: pending.iter().map(|&i| (i, items[i].clone())).collect(),
-        keys: job.keys.clone(),
-        whole,
-        total_rows: sum(pending.iter().map(|&i| inputs.rows[i])),
-        total_bytes: sum(pending.iter().map(|&i| match items[i].input_format {
-            Format::Csv(_) => inputs.bytes[i],
-            Format::Parquet => None,
-        })),
-    };
+    let reading = reading(&job, inputs, &pending, whole.clone());
     let total_rows = reading
         .total_rows
         .map(|t| job.limit.map_or(t, |l| t.min(l)));
-
     let memo = Memo::new(journal.store().clone(), cache.clone());
     let engine = engine(&job, started, memo, shared)?;
-    let Lookups {
-        tokens,
-        pacer,
-        stats,
-        ..
-    } = &engine.shared.lookups;
-    // The keeper fetches the first token when a lookup first needs one: a run answered
-    // entirely by the journal or the cache makes no request at all.
-    let keeper = CancellationToken::new();
-    tokio::spawn(tokens.clone().keep(keeper.clone()));
-
-    let figures = || {
-        Summary::new(
-            stats,
-            tokens.requests(),
-            pacer.effective_rate(),
-            started.elapsed(),
-            0,
-        )
-    };
     let exporter = job
         .metrics_file
         .clone()
         .map(|path| Exporter::start(path, job.progress_interval));
-    let result = {
-        let ticks = async {
-            match &exporter {
-                Some(e) => e.run(&figures).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            result = pipeline(&job, reading, outputs, &engine, &shutdown) => result,
-            never = ticks => match never {},
-        }
-    };
-    keeper.cancel();
-    // Rows a rerun could answer differently: transient failures and 401s.
-    let rerun_may_change: u64 = LookupKind::ALL
-        .iter()
-        .filter(|k| k.retry_on_rerun())
-        .map(|k| stats.failed(*k))
-        .sum();
+    let result = drive(
+        &job, reading, outputs, &engine, &shutdown, &exporter, started,
+    )
+    .await;
+    let stats = &engine.shared.lookups.stats;
+    let rerun_may_change = stats.rerun_may_change();
     let ending = match result {
         Ok((End::Complete, _)) if rerun_may_change == 0 => Ending::Done,
         _ => Ending::RerunHasWork,
     };
     if let (Ending::Done, Some(receipts)) = (ending, receipts) {
-        let figures = files.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let written: Vec<(Item, Finished)> = pending
-            .iter()
-            .filter(|&&i| read_to_end[i].load(std::sync::atomic::Ordering::Acquire))
-            .map(|&i| {
-                let f = &figures[i];
-                let (rows, ok, failed) = (f.rows, f.ok, f.failed);
-                let finished = Finished {
-                    rows,
-                    ok,
-                    failed,
-                    at: 0,
-                };
-                (items[i].clone(), finished)
-            })
-            .collect();
-        blocking(move || {
-            for (item, figures) in written {
-                receipts.write(&item, figures);
-            }
-            Ok::<_, Error>(())
-        })
-        .await?;
+        note_finished(receipts, &items, &pending, &whole, &files).await?;
     }
     let closed = blocking(move || {
         if let Some(Cache::File(store)) = cache {
@@ -237,28 +129,225 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
     .await;
     // A finished file skipped counts its failed rows, as the run that finished it did.
     let failed = stats.failed_total() + skipped.iter().flatten().map(|f| f.failed).sum::<u64>();
-    let mut quota = None;
-    let status = result.and_then(|(end, estimated)| {
+    let ended = result.and_then(|ended| {
         closed?;
-        if let End::QuotaExhausted(message) = &end {
-            quota = Some(message.clone());
+        Ok(ended)
+    });
+    let counts = Counts {
+        failed,
+        rerun_may_change,
+        total_rows,
+    };
+    conclude(&job, &engine, started, ended, counts, files, exporter).await
+}
+
+/// What the end of a run counts: its failed rows (those of finished files skipped too),
+/// those a rerun may change, and the input's rows where known.
+struct Counts {
+    failed: u64,
+    rerun_may_change: u64,
+    total_rows: Option<u64>,
+}
+
+/// Every input, opened once to check it: a missing column in the last file is reported
+/// before the first lookup. One file (perhaps stdin) is kept open; many are opened again
+/// in turn.
+async fn check_inputs(job: &Job) -> Result<Inputs, Error> {
+    let (items, keys, layout, many) = (
+        job.plan.items.clone(),
+        job.keys.clone(),
+        job.layout.clone(),
+        job.plan.many,
+    );
+    blocking(move || open_inputs(&items, &keys, &layout, many)).await
+}
+
+/// The writer of a single local output, made before the journal's lock.
+fn first_local_writer(job: &Job, inputs: &Inputs) -> Result<Option<(usize, Writer)>, Error> {
+    let local = |d: &Destination| !matches!(d, Destination::Object(_));
+    Ok(match (&inputs.first, job.plan.items.as_slice()) {
+        (Some(reader), [item]) if local(&item.output) && local(&item.errors) => {
+            Some((0, writer_for(item, &reader.schema, &job.layout, &None)?))
         }
-        Ok((
-            status_of(end, job.fail_on, failed, rerun_may_change),
-            estimated,
-        ))
+        _ => None,
+    })
+}
+
+/// Under the lock: a killed run's leftovers cleared, and which items an earlier run
+/// finished (by the ledger of this job, or a receipt; none with `--fresh`). A finished
+/// single file's writer made up front is dropped: it would replace the file.
+async fn take_stock(
+    job: &Job,
+    ledger: &Arc<Ledger>,
+    receipts: Option<Arc<Receipts>>,
+    first: Option<(usize, Writer)>,
+) -> Result<(Vec<Option<Finished>>, Option<(usize, Writer)>), Error> {
+    let (items, ledger, many) = (job.plan.items.clone(), ledger.clone(), job.plan.many);
+    let ours = first
+        .as_ref()
+        .map(|(_, w)| w.temp_files())
+        .unwrap_or_default();
+    let receipts = receipts.filter(|_| !job.fresh);
+    let skipped =
+        blocking(move || clear_leftovers(&items, &ledger, ours, many, receipts.as_deref())).await?;
+    let mut first = first;
+    if let Some((_, w)) = first.take_if(|(i, _)| skipped[*i].is_some()) {
+        blocking(move || {
+            w.abandon();
+            Ok::<_, Error>(())
+        })
+        .await?;
+    }
+    Ok((skipped, first))
+}
+
+/// Many files, or an object: the first output to write is made now, under the lock, so a
+/// bad OUTPUT is reported before the first lookup.
+async fn first_remote_writer(
+    job: &Job,
+    inputs: &Inputs,
+    pending: &[usize],
+    ledger: &Arc<Ledger>,
+) -> Result<Option<(usize, Writer)>, Error> {
+    let Some(&i) = pending.first() else {
+        return Ok(None);
+    };
+    let item = job.plan.items[i].clone();
+    let schema = inputs.schemas[i].clone();
+    let layout = job.layout.clone();
+    let uploads: Uploads = Some(ledger.clone());
+    let w = blocking(move || writer_for(&item, &schema, &layout, &uploads)).await?;
+    Ok(Some((i, w)))
+}
+
+/// What the reader stage reads: the items left to write, and their sizes where known.
+fn reading(job: &Job, inputs: Inputs, pending: &[usize], whole: ReadWhole) -> Reading {
+    let items = &job.plan.items;
+    Reading {
+        first: inputs.first,
+        items: pending.iter().map(|&i| (i, items[i].clone())).collect(),
+        keys: job.keys.clone(),
+        whole,
+        total_rows: sum(pending.iter().map(|&i| inputs.rows[i])),
+        total_bytes: sum(pending.iter().map(|&i| match items[i].input_format {
+            Format::Csv(_) => inputs.bytes[i],
+            Format::Parquet => None,
+        })),
+    }
+}
+
+/// The stages at work: the token keeper, the metrics file's ticks, and the pipeline,
+/// until the pipeline ends.
+async fn drive(
+    job: &Job,
+    reading: Reading,
+    outputs: Outputs,
+    engine: &Engine,
+    shutdown: &Shutdown,
+    exporter: &Option<Exporter>,
+    started: Instant,
+) -> Result<(End, Option<u64>), Error> {
+    let Lookups { tokens, .. } = &engine.shared.lookups;
+    // The keeper fetches the first token when a lookup first needs one: a run answered
+    // entirely by the journal or the cache makes no request at all.
+    let keeper = CancellationToken::new();
+    tokio::spawn(tokens.clone().keep(keeper.clone()));
+    let ticks = async {
+        match exporter {
+            Some(e) => e.run(&|| figures(engine, started)).await,
+            None => std::future::pending().await,
+        }
+    };
+    let result = tokio::select! {
+        result = pipeline(job, reading, outputs, engine, shutdown) => result,
+        never = ticks => match never {},
+    };
+    keeper.cancel();
+    result
+}
+
+/// The run's figures so far.
+fn figures(engine: &Engine, started: Instant) -> Summary {
+    let Lookups {
+        tokens,
+        pacer,
+        stats,
+        ..
+    } = &engine.shared.lookups;
+    Summary::new(
+        stats,
+        tokens.requests(),
+        pacer.effective_rate(),
+        started.elapsed(),
+        0,
+    )
+}
+
+/// A receipt for each output this run wrote whole, with its figures.
+async fn note_finished(
+    receipts: Arc<Receipts>,
+    items: &[Item],
+    pending: &[usize],
+    whole: &ReadWhole,
+    files: &Files,
+) -> Result<(), Error> {
+    let figures = files.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let written: Vec<(Item, Finished)> = pending
+        .iter()
+        .filter(|&&i| whole[i].load(std::sync::atomic::Ordering::Acquire))
+        .map(|&i| {
+            let f = &figures[i];
+            let (rows, ok, failed) = (f.rows, f.ok, f.failed);
+            (
+                items[i].clone(),
+                Finished {
+                    rows,
+                    ok,
+                    failed,
+                    at: 0,
+                },
+            )
+        })
+        .collect();
+    blocking(move || {
+        for (item, figures) in written {
+            receipts.write(&item, figures);
+        }
+        Ok::<_, Error>(())
+    })
+    .await
+}
+
+/// How the run ended: its status, the summary (and the metrics file's last write), and
+/// what the closing line needs.
+async fn conclude(
+    job: &Job,
+    engine: &Engine,
+    started: Instant,
+    ended: Result<(End, Option<u64>), Error>,
+    counts: Counts,
+    files: Files,
+    exporter: Option<Exporter>,
+) -> Result<Report, Error> {
+    let pacer = &engine.shared.lookups.pacer;
+    let quota = match &ended {
+        Ok((End::QuotaExhausted(q), _)) => Some(q.clone()),
+        _ => None,
+    };
+    let status = ended.map(|(end, estimated)| {
+        let status = status_of(end, job.fail_on, counts.failed, counts.rerun_may_change);
+        (status, estimated)
     });
     let code = match &status {
         Ok((s, _)) => s.code(),
         Err(e) => e.code(),
     };
-    let files = files.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let summary = Summary {
         exit_status: code,
         daily_quota_exhausted: matches!(quota, Some(Quota::Daily(_))),
         stated_limits: pacer.learned(),
-        files,
-        ..figures()
+        files: files.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        ..figures(engine, started)
     };
     if let Some(e) = exporter {
         e.finish(&summary, code).await;
@@ -267,15 +356,15 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
     Ok(Report {
         status,
         summary,
-        total_rows: total_rows.or(estimated_rows),
+        total_rows: counts.total_rows.or(estimated_rows),
         journal: job.journal.clone(),
         window: job.stop.as_ref().map(|w| w.flag.clone()),
         quota,
-        errors: match items.as_slice() {
+        errors: match job.plan.items.as_slice() {
             [one] => one.errors.name(),
             _ => format!("the NAME.errors.csv reports in {}", job.plan.output),
         },
-        rerun_may_change,
+        rerun_may_change: counts.rerun_may_change,
         advice: pacer.advice(),
     })
 }

@@ -158,59 +158,10 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<Status, Error> {
     let quiet = cli.quiet;
     match cli.command {
         Command::Enrich(args) => {
-            let summary_path = args.summary_json.clone();
-            let mut job = tokio::task::spawn_blocking(move || config::Job::from_args(*args))
-                .await
-                .expect("planning the files does not panic")?;
-            job.log_fields = cli.log_format == cli::LogFormat::Json;
-            if job.dry_run {
-                return dry_run::run(job).await;
-            }
-            let journal = job.journal.clone();
-            let report = match enrich::run(job, shutdown).await {
-                Ok(report) => report,
-                // A store's own errors say what to do with it; any other stop that leaves
-                // a journal says where it is.
-                Err(e @ (Error::Store(_) | Error::Config(_))) => return Err(e),
-                Err(e) if journal.exists() => {
-                    return Err(Error::JournalKept {
-                        source: Box::new(e),
-                        journal,
-                    })
-                }
-                Err(e) => return Err(e),
-            };
-            // `-q`: only errors; a run whose every row is ok says nothing.
-            if !(quiet && report.status == Status::AllOk) {
-                tell(&report);
-            }
-            if let Some(path) = summary_path {
-                write_summary(&path, &report.summary)?;
-            }
-            Ok(report.status)
+            let json = cli.log_format == cli::LogFormat::Json;
+            enrich_command(*args, json, quiet, shutdown).await
         }
-        Command::Simulate(args) => {
-            let listener = tokio::net::TcpListener::bind(args.listen)
-                .await
-                .map_err(|e| Error::Setup(format!("cannot listen on {}: {e}", args.listen)))?;
-            let addr = listener
-                .local_addr()
-                .map_err(|e| Error::Setup(e.to_string()))?;
-            // The CA is written before the address is printed: a client may read it at once.
-            let tls = match &args.knobs.tls_dir {
-                Some(dir) => Some(sim::tls::acceptor(dir).map_err(|e| {
-                    Error::Setup(format!("{}: cannot set up TLS: {e}", dir.display()))
-                })?),
-                None => None,
-            };
-            println!("listening on {}://{addr}", sim::scheme(&args.knobs));
-            use std::io::Write;
-            let _ = std::io::stdout().flush();
-            sim::serve(listener, args.knobs, tls, shutdown.stop.cancelled_owned())
-                .await
-                .map_err(|e| Error::Setup(format!("simulator failed: {e}")))?;
-            Ok(Status::AllOk)
-        }
+        Command::Simulate(args) => simulate(args, shutdown).await,
         Command::Demo(args) => demo::run(args, shutdown).await,
         Command::Cache(command) => cache::run(command),
         Command::Check(args) => check::run(args).await,
@@ -234,6 +185,70 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<Status, Error> {
             }
         }
     }
+}
+
+/// `callinfo enrich`: plan the job, run it (or its dry run), and tell how it ended.
+async fn enrich_command(
+    args: cli::EnrichArgs,
+    json: bool,
+    quiet: bool,
+    shutdown: Shutdown,
+) -> Result<Status, Error> {
+    let summary_path = args.summary_json.clone();
+    let mut job = tokio::task::spawn_blocking(move || config::Job::from_args(args))
+        .await
+        .expect("planning the files does not panic")?;
+    job.log_fields = json;
+    if job.dry_run {
+        return dry_run::run(job).await;
+    }
+    let journal = job.journal.clone();
+    let report = match enrich::run(job, shutdown).await {
+        Ok(report) => report,
+        // A store's own errors say what to do with it; any other stop that leaves a
+        // journal says where it is.
+        Err(e @ (Error::Store(_) | Error::Config(_))) => return Err(e),
+        Err(e) if journal.exists() => {
+            return Err(Error::JournalKept {
+                source: Box::new(e),
+                journal,
+            })
+        }
+        Err(e) => return Err(e),
+    };
+    // `-q`: only errors; a run whose every row is ok says nothing.
+    if !(quiet && report.status == Status::AllOk) {
+        tell(&report);
+    }
+    if let Some(path) = summary_path {
+        write_summary(&path, &report.summary)?;
+    }
+    Ok(report.status)
+}
+
+/// `callinfo simulate`: serve until a signal.
+async fn simulate(args: cli::SimulateArgs, shutdown: Shutdown) -> Result<Status, Error> {
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| Error::Setup(format!("cannot listen on {}: {e}", args.listen)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::Setup(e.to_string()))?;
+    // The CA is written before the address is printed: a client may read it at once.
+    let tls = match &args.knobs.tls_dir {
+        Some(dir) => Some(
+            sim::tls::acceptor(dir)
+                .map_err(|e| Error::Setup(format!("{}: cannot set up TLS: {e}", dir.display())))?,
+        ),
+        None => None,
+    };
+    println!("listening on {}://{addr}", sim::scheme(&args.knobs));
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    sim::serve(listener, args.knobs, tls, shutdown.stop.cancelled_owned())
+        .await
+        .map_err(|e| Error::Setup(format!("simulator failed: {e}")))?;
+    Ok(Status::AllOk)
 }
 
 /// The run's last line on stderr, with a word on the pace for the next run when the

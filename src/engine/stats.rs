@@ -81,6 +81,15 @@ impl Stats {
         self.failed[kind.index()].load(Relaxed)
     }
 
+    /// Failed rows a rerun could answer differently: transient failures and 401s.
+    pub fn rerun_may_change(&self) -> u64 {
+        LookupKind::ALL
+            .iter()
+            .filter(|k| k.retry_on_rerun())
+            .map(|k| self.failed(*k))
+            .sum()
+    }
+
     pub fn failed_total(&self) -> u64 {
         self.failed.iter().map(|c| c.load(Relaxed)).sum()
     }

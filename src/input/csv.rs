@@ -45,25 +45,7 @@ impl CsvReader {
             file: file.clone(),
             source,
         };
-        let (raw, total_bytes): (Box<dyn Read + Send>, _) = match source {
-            Source::File(path) => {
-                let f = File::open(path).map_err(io)?;
-                let len = f.metadata().map_err(io)?.len();
-                (Box::new(f), Some(len))
-            }
-            Source::Object(url) => {
-                let bucket = crate::objects::Bucket::of(url)?;
-                let size =
-                    bucket
-                        .size(url)?
-                        .ok_or_else(|| crate::objects::ObjectError::NotFound {
-                            url: url.to_string(),
-                        })?;
-                let reader = crate::objects::ObjectReader::new(bucket, url.clone(), size, 0);
-                (Box::new(reader), Some(size))
-            }
-            Source::Stdin => (Box::new(std::io::stdin()), None),
-        };
+        let (raw, total_bytes) = open_source(source)?;
         // Progress counts the bytes of the file as stored.
         let read = Arc::new(AtomicU64::new(0));
         let counted = Counted {
@@ -270,6 +252,32 @@ fn csv_error(file: &str, e: csv::Error, schema: Option<&SchemaRef>, crlf: bool) 
             message,
         },
     }
+}
+
+/// The source's bytes as stored, and how many there are where that is known.
+fn open_source(source: &Source) -> Result<(Box<dyn Read + Send>, Option<u64>), InputError> {
+    let io = |e| InputError::Io {
+        file: source.name(),
+        source: e,
+    };
+    Ok(match source {
+        Source::File(path) => {
+            let f = File::open(path).map_err(io)?;
+            let len = f.metadata().map_err(io)?.len();
+            (Box::new(f), Some(len))
+        }
+        Source::Object(url) => {
+            let bucket = crate::objects::Bucket::of(url)?;
+            let size = bucket
+                .size(url)?
+                .ok_or_else(|| crate::objects::ObjectError::NotFound {
+                    url: url.to_string(),
+                })?;
+            let reader = crate::objects::ObjectReader::new(bucket, url.clone(), size, 0);
+            (Box::new(reader), Some(size))
+        }
+        Source::Stdin => (Box::new(std::io::stdin()), None),
+    })
 }
 
 /// The source's bytes as UTF-8 text: decompressed, then transcoded from `--encoding`. A
