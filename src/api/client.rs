@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 use crate::api::auth::Token;
 use crate::api::gateway::{gateway_code, quota_exhausted, retry_after, said};
 use crate::api::model::{LookupAnswer, LookupRequest, LOOKUP_PATH};
-use crate::api::transport::{Failed, Target, Transport};
+use crate::api::transport::{self, Failed, Target};
 use crate::config::Api;
 use crate::key::CallKey;
 use crate::outcome::{Fields, LookupKind};
@@ -44,7 +44,7 @@ pub enum Verdict {
 impl Verdict {
     /// A failure's words end with the gateway's `X-Request-Id`, which Huawei support asks
     /// for, unless its body named it already.
-    fn with_request_id(mut self, headers: &http::HeaderMap) -> Verdict {
+    fn with_request_id(mut self, headers: &reqwest::header::HeaderMap) -> Verdict {
         let id = headers.get("x-request-id").and_then(|v| v.to_str().ok());
         if let (
             Some(id),
@@ -60,7 +60,7 @@ impl Verdict {
 }
 
 pub struct Client {
-    transport: Transport,
+    http: reqwest::Client,
     target: Target,
     /// Made once: the header that does not change.
     app_key: HeaderValue,
@@ -68,19 +68,14 @@ pub struct Client {
 
 impl Client {
     /// `api.base_url` has been checked by `config`, so the joined URL parses.
-    pub fn new(
-        proxied: reqwest::Client,
-        tls: rustls::ClientConfig,
-        api: &Api,
-        pool: usize,
-    ) -> Client {
+    pub fn new(http: reqwest::Client, api: &Api) -> Client {
         let target = Target::parse(&format!("{}{LOOKUP_PATH}", api.base_url))
             .expect("a checked base URL plus a fixed path, as normalised by url, is a URI");
         let mut app_key =
             HeaderValue::try_from(api.app_key.as_str()).unwrap_or(HeaderValue::from_static(""));
         app_key.set_sensitive(true);
         Client {
-            transport: Transport::new(&target, proxied, tls, api.timeout, pool),
+            http,
             target,
             app_key,
         }
@@ -98,10 +93,7 @@ impl Client {
             agent_id: (&*key.agent_id).into(),
         };
         let body = serde_json::to_vec(&body).expect("four strings serialize");
-        let sent = self
-            .transport
-            .post(&self.target, token.bearer(), &self.app_key, body)
-            .await;
+        let sent = transport::post(&self.http, &self.target, token.bearer(), &self.app_key, body).await;
         match sent {
             Ok(reply) => Attempt {
                 verdict: classify(reply.status, &reply.body, &key.call_id)
@@ -393,8 +385,8 @@ mod tests {
                     .into()
             )
         );
-        let mut headers = http::HeaderMap::new();
-        headers.insert("x-request-id", http::HeaderValue::from_static("9b1c"));
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("x-request-id", reqwest::header::HeaderValue::from_static("9b1c"));
         let v = classify(503, b"busy", "c1").with_request_id(&headers);
         assert_eq!(
             v,

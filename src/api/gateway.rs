@@ -4,8 +4,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::header::RETRY_AFTER;
-use http::HeaderMap;
+use reqwest::header::RETRY_AFTER;
+use reqwest::header::HeaderMap;
 
 use crate::pace::Limit;
 

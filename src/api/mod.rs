@@ -1,4 +1,5 @@
-//! The CEC API: wire types, the token provider, the one-request client and its transport.
+//! The CEC API: wire types, the token provider, the one-request client, and the one HTTP
+//! client both use.
 
 pub mod auth;
 pub mod client;
@@ -8,12 +9,12 @@ pub mod transport;
 
 use crate::config::Api;
 
-/// The run's HTTP clients over one TLS set-up: reqwest for the token requests, and the
-/// lookup client, `pool` keep-alive connections each.
+/// The run's one HTTP client (`pool` keep-alive connections), for the token requests, and
+/// the lookup client over it.
 pub fn clients(api: &Api, pool: usize) -> Result<(reqwest::Client, client::Client), String> {
     let tls = transport::tls_config(api.ca_cert.as_deref());
-    let http = transport::reqwest_client(api.timeout, pool, tls.clone())
+    let http = transport::reqwest_client(api.timeout, pool, tls)
         .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
-    let lookups = client::Client::new(http.clone(), tls, api, pool);
+    let lookups = client::Client::new(http.clone(), api);
     Ok((http, lookups))
 }
