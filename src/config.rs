@@ -37,7 +37,6 @@ pub struct Job {
     pub progress_interval: Duration,
     /// `--log-format json`: progress lines carry their figures as fields.
     pub log_fields: bool,
-    pub summary_json: Option<PathBuf>,
     /// The added columns and Parquet settings; each item has its own CSV separator.
     pub layout: Layout,
     pub limit: Option<u64>,
@@ -249,7 +248,6 @@ impl Job {
             },
             metrics_file: args.metrics_file,
             shared_quota: args.shared_quota,
-            summary_json: args.summary_json,
             layout,
             limit: args.limit,
             dry_run: args.dry_run,

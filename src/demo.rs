@@ -106,7 +106,6 @@ pub async fn run(args: DemoArgs, shutdown: Shutdown) -> Result<Status, Error> {
         metrics_file: None,
         shared_quota: None,
         progress_interval: Duration::from_secs(10),
-        summary_json: None,
     };
     let result = enrich::run(job, shutdown).await;
     stop.cancel();

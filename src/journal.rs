@@ -52,10 +52,6 @@ impl Journal {
         &self.ledger
     }
 
-    pub fn path(&self) -> &Path {
-        self.store.path()
-    }
-
     /// Commit and close; keep the file when a rerun needs it (or it holds anything after
     /// an error), remove it when not. Blocking: run it off the async thread.
     pub fn close(self, ending: Ending) -> Result<(), StoreError> {

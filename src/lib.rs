@@ -14,38 +14,40 @@
 //! - [`input`] reads batches and each row's [`key::CallKey`]; [`output`] writes them back.
 //! - [`api`] speaks to the CEC API; [`pace`] and [`backoff`] are the request discipline.
 //! - [`engine`] runs the lookups concurrently and releases rows in input order.
+//! - Modules are private to the crate but three: `cli` (for `main.rs`), and `output` and
+//!   `sim` (whose column names and answers the tests check against).
 //! - [`outcome`] is what a row ends with; [`summary`] is what a run ends with; a receipt
 //!   (`receipt`) says a job is finished, so that the same command does not redo it.
 
-pub mod api;
-pub mod backoff;
-pub mod cache;
-pub mod check;
+mod api;
+mod backoff;
+mod cache;
+mod check;
 pub mod cli;
-pub mod config;
-pub mod demo;
-pub mod dry_run;
-pub mod duration;
-pub mod engine;
-pub mod enrich;
-pub mod input;
-pub mod journal;
-pub mod key;
-pub mod metrics;
-pub mod objects;
-pub mod outcome;
+mod config;
+mod demo;
+mod dry_run;
+mod duration;
+mod engine;
+mod enrich;
+mod input;
+mod journal;
+mod key;
+mod metrics;
+mod objects;
+mod outcome;
 pub mod output;
-pub mod outputs;
-pub mod pace;
-pub mod plan;
+mod outputs;
+mod pace;
+mod plan;
 mod receipt;
-pub mod redis;
-pub mod secret;
+mod redis;
+mod secret;
 pub mod sim;
-pub mod store;
-pub mod summary;
-pub mod text;
-pub mod usage;
+mod store;
+mod summary;
+mod text;
+mod usage;
 
 use tokio_util::sync::CancellationToken;
 

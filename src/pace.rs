@@ -229,12 +229,8 @@ fn admit(windows: &mut [Window], now: Instant) -> Result<(), Instant> {
 }
 
 impl Pacer {
-    /// `rate`'s windows; `None` sets no ceiling (the pacer still adapts to 429s).
-    pub fn new(rate: Option<Rate>) -> Pacer {
-        Pacer::shared(rate, None)
-    }
-
-    /// Likewise, and every request also waits for its turn in the shared window.
+    /// `rate`'s windows (`None` sets no ceiling: the pacer still adapts to 429s), and with
+    /// `shared` every request also waits for its turn in the shared window.
     pub fn shared(rate: Option<Rate>, shared: Option<Arc<SharedQuota>>) -> Pacer {
         let now = Instant::now();
         let ceiling = rate

@@ -351,10 +351,6 @@ impl RedisCache {
         }
     }
 
-    pub fn url(&self) -> &str {
-        self.redis.url()
-    }
-
     fn key(&self, k: &crate::key::CallKey) -> String {
         format!(
             "{}:{}\u{1f}{}\u{1f}{}\u{1f}{}",

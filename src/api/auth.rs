@@ -53,9 +53,8 @@ pub enum AuthError {
 pub struct Token(Arc<Issued>);
 
 struct Issued {
-    value: Secret,
-    /// `Bearer <token>`, made once (and marked sensitive, so hyper never logs it): building
-    /// the header per request showed in profiles.
+    /// `Bearer <token>`, made once and marked sensitive, so that no log shows it: the
+    /// token's only copy.
     bearer: reqwest::header::HeaderValue,
     /// Which fetch produced it, so a 401 can tell whether the token was replaced since.
     generation: u64,
@@ -69,10 +68,6 @@ struct Issued {
 }
 
 impl Token {
-    pub fn expose(&self) -> &str {
-        self.0.value.expose()
-    }
-
     /// The `Authorization` header that carries it.
     pub fn bearer(&self) -> &reqwest::header::HeaderValue {
         &self.0.bearer
@@ -283,7 +278,6 @@ impl TokenProvider {
                     })?;
                     bearer.set_sensitive(true);
                     return Ok(Token(Arc::new(Issued {
-                        value,
                         bearer,
                         generation,
                         usable_until,
