@@ -93,7 +93,14 @@ impl Client {
             agent_id: (&*key.agent_id).into(),
         };
         let body = serde_json::to_vec(&body).expect("four strings serialize");
-        let sent = transport::post(&self.http, &self.target, token.bearer(), &self.app_key, body).await;
+        let sent = transport::post(
+            &self.http,
+            &self.target,
+            token.bearer(),
+            &self.app_key,
+            body,
+        )
+        .await;
         match sent {
             Ok(reply) => Attempt {
                 verdict: classify(reply.status, &reply.body, &key.call_id)
@@ -386,7 +393,10 @@ mod tests {
             )
         );
         let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert("x-request-id", reqwest::header::HeaderValue::from_static("9b1c"));
+        headers.insert(
+            "x-request-id",
+            reqwest::header::HeaderValue::from_static("9b1c"),
+        );
         let v = classify(503, b"busy", "c1").with_request_id(&headers);
         assert_eq!(
             v,

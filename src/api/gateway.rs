@@ -4,8 +4,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use reqwest::header::RETRY_AFTER;
 use reqwest::header::HeaderMap;
+use reqwest::header::RETRY_AFTER;
 
 use crate::pace::Limit;
 

@@ -319,3 +319,15 @@ fn a_cell_that_does_not_fit_its_inferred_type_stops_the_run_naming_row_and_colum
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(sim.stat("lookup_requests"), 5000);
 }
+
+#[test]
+fn a_damaged_gzip_export_stops_the_run_naming_the_file_and_writes_nothing() {
+    let sim = Sim::start(&[]);
+    let wd = Workdir::new();
+    let whole = gzip(calls_csv(&ids("d", 5000)).as_bytes());
+    let input = wd.write("cut.csv.gz", &whole[..whole.len() / 2]);
+    let r = enrich(&sim, &input, &wd.path("out.csv"), &[]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("cut.csv.gz: cannot read: "), "{r:?}");
+    assert!(!wd.path("out.csv").exists());
+}
