@@ -26,6 +26,7 @@ ALONE=(
     combos::two_jobs_started_together_on_one_cache_file_both_finish
     combos::check_takes_its_turns_in_the_shared_quota
     combos::jobs_of_mixed_rates_on_one_quota_are_held_to_the_smallest
+    gateway::a_stated_limit_already_held_slows_the_job_as_a_plain_429
     rate::rate_equal_to_the_server_limit_never_trips_it
     shared::redis_lost_mid_run_stops_the_run_and_the_rerun_finishes
     shared::two_and_three_jobs_share_one_quota

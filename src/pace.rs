@@ -339,8 +339,9 @@ impl Pacer {
 
     /// The gateway stated a limit in its 429: hold it from now on, as one more window
     /// seeded with the sends it already holds (shared with the other jobs through the
-    /// limits this job registers), and pace at its average.
-    pub fn learn(&self, limit: Limit) {
+    /// limits this job registers), and pace at its average. `false` when `--rate` holds it
+    /// already: then the 429 came of others' requests, and is a plain throttle.
+    pub fn learn(&self, limit: Limit) -> bool {
         let mut s = self.state.lock().unwrap();
         let rate = match &s.rate {
             Some(r)
@@ -348,7 +349,7 @@ impl Pacer {
                     .iter()
                     .any(|l| l.span == limit.span && l.count <= limit.count) =>
             {
-                return
+                return false
             }
             Some(r) => r.with(limit),
             None => Rate(vec![limit]),
@@ -370,6 +371,7 @@ impl Pacer {
         s.throttled = s
             .throttled
             .filter(|t| *t < s.pace().unwrap_or(f64::INFINITY));
+        true
     }
 
     /// The server throttled `key` (a hash of the call ID; `None` for the token request,

@@ -374,9 +374,9 @@ impl TokenProvider {
             }
             429 => {
                 // The token endpoint counts against the same quota: the lookups slow too.
-                match super::gateway::stated_limit(&String::from_utf8_lossy(&bytes)) {
-                    Some(limit) => self.pacer.learn(limit),
-                    None => self.pacer.throttled(None, retry_after),
+                let stated = super::gateway::stated_limit(&String::from_utf8_lossy(&bytes));
+                if !stated.is_some_and(|limit| self.pacer.learn(limit)) {
+                    self.pacer.throttled(None, retry_after);
                 }
                 return Err(FetchError::transient("HTTP 429".into(), retry_after));
             }

@@ -73,8 +73,7 @@ impl Lookups {
         let passed = job.throttled_at.map(|before| accepted - before);
         let key_only = passed.is_some_and(|n| n >= KEY_ONLY);
         job.throttled_at = Some(accepted);
-        if let Some(limit) = stated_limit(message) {
-            self.pacer.learn(limit);
+        if stated_limit(message).is_some_and(|limit| self.pacer.learn(limit)) {
             return Some(Duration::from_millis(fastrand::u64(0..250)));
         }
         if key_only {

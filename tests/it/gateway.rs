@@ -204,3 +204,27 @@ fn check_explains_the_gateways_codes() {
         "{r:?}"
     );
 }
+
+/// Two jobs that do not share a quota, each under the limit the gateway states but over it
+/// together: a 429 whose limit `--rate` already holds is the others' doing, and each job
+/// slows as for a plain 429 instead of retrying at once until rows fail.
+#[test]
+fn a_stated_limit_already_held_slows_the_job_as_a_plain_429() {
+    let sim = Sim::start(&["--gateway", "apig", "--limit", "10"]);
+    let wd = Workdir::new();
+    let children: Vec<_> = ["a", "b"]
+        .iter()
+        .map(|name| {
+            let input = wd.write(&format!("{name}.csv"), calls_csv(&ids(name, 120)));
+            let out = wd.path(&format!("{name}-out.csv"));
+            spawn_enrich(&sim, &input, &out, &["--rate", "8", "--progress", "never"])
+        })
+        .collect();
+    for child in children {
+        let (code, stderr) = finish(child);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stderr.contains("INFO pace "), "{stderr}");
+        assert!(!stderr.contains("the gateway states"), "{stderr}");
+    }
+    assert!(sim.stat("rejected_429") > 0);
+}
