@@ -251,7 +251,7 @@ async fn drive(
     // The keeper fetches the first token when a lookup first needs one: a run answered
     // entirely by the journal or the cache makes no request at all.
     let keeper = CancellationToken::new();
-    tokio::spawn(tokens.clone().keep(keeper.clone()));
+    let keeping = tokio::spawn(tokens.clone().keep(keeper.clone()));
     let ticks = async {
         match exporter {
             Some(e) => e.run(&|| figures(engine, started)).await,
@@ -263,6 +263,7 @@ async fn drive(
         never = ticks => match never {},
     };
     keeper.cancel();
+    let _ = keeping.await;
     result
 }
 
@@ -557,7 +558,7 @@ async fn pipeline(
     };
     let (batch_tx, batch_rx) = mpsc::channel(QUEUE);
     let limit = job.limit;
-    tokio::task::spawn_blocking(move || read_all(reading, limit, batch_tx, &read));
+    let reader = tokio::task::spawn_blocking(move || read_all(reading, limit, batch_tx, &read));
     let (done_tx, done_rx) = mpsc::channel(QUEUE);
     let (complete_tx, complete_rx) = oneshot::channel();
     let write_task = tokio::task::spawn_blocking(move || write_all(outputs, done_rx, complete_rx));
@@ -573,6 +574,10 @@ async fn pipeline(
         engine.stop_at,
     );
     let end = engine.run(batch_rx, done_tx, shutdown).await;
+    // The engine has dropped its end of the reader's channel: the reader stops at its
+    // next batch, if it had not ended (a panic there is the failure the engine reported).
+    // A read blocked on stdin cannot be woken, so the wait is bounded.
+    let _ = tokio::time::timeout(Duration::from_secs(1), reader).await;
     let estimated = progress.finish().await;
     // The writer finishes the last output, or drops the unfinished ones, on its thread.
     let _ = complete_tx.send(matches!(end, Ok(End::Complete)));

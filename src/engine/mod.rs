@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::auth::AuthError;
@@ -122,6 +123,9 @@ pub struct Shared {
     settled: Notify,
     fatal: Fatal,
     systemic: Mutex<Systemic>,
+    /// The workers and the retries waiting out their back-off: owned by the run, ended
+    /// with it.
+    tasks: Mutex<JoinSet<()>>,
 }
 
 impl Shared {
@@ -133,6 +137,7 @@ impl Shared {
             settled: Notify::new(),
             fatal: Fatal::default(),
             systemic: Mutex::default(),
+            tasks: Mutex::default(),
         })
     }
 
@@ -181,7 +186,7 @@ impl Shared {
                 Step::Again => self.queue.push_retry(job),
                 Step::After(delay) => {
                     let shared = self.clone();
-                    tokio::spawn(async move {
+                    self.tasks.lock().unwrap().spawn(async move {
                         tokio::time::sleep(delay).await;
                         shared.queue.push_retry(job);
                     });
@@ -265,12 +270,28 @@ impl Engine {
         done: mpsc::Sender<Done>,
         shutdown: &Shutdown,
     ) -> Result<End, EngineError> {
-        for _ in 0..self.concurrency {
-            tokio::spawn(self.shared.clone().work());
+        {
+            let mut tasks = self.shared.tasks.lock().unwrap();
+            for _ in 0..self.concurrency {
+                tasks.spawn(self.shared.clone().work());
+            }
         }
         let end = self.flow(batches, done, shutdown).await;
         self.wind_down(shutdown).await;
+        self.end_tasks().await;
         end
+    }
+
+    /// Every worker and waiting retry ends with the run: after the wind-down, what is
+    /// still running (a request past the grace period) is dropped, as a kill would.
+    async fn end_tasks(&self) {
+        loop {
+            let mut tasks = std::mem::take(&mut *self.shared.tasks.lock().unwrap());
+            if tasks.is_empty() {
+                return;
+            }
+            tasks.shutdown().await;
+        }
     }
 
     /// No new request; those in flight get the grace period to land in the journal.
