@@ -4,7 +4,6 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::Command;
 
 use crate::util::*;
 
@@ -20,20 +19,10 @@ fn zstd(bytes: &[u8]) -> Vec<u8> {
 
 /// A file's text, as Python's gzip module reads it.
 fn python_gunzip(path: &Path) -> String {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import gzip, sys; sys.stdout.write(gzip.open(sys.argv[1], 'rt', encoding='utf-8', newline='').read())",
-        ])
-        .arg(path)
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    python(
+        "import gzip, sys; sys.stdout.write(gzip.open(sys.argv[1], 'rt', encoding='utf-8', newline='').read())",
+        path,
+    )
 }
 
 #[test]
@@ -259,20 +248,10 @@ fn infer_types_writes_typed_parquet_with_ids_and_phone_numbers_as_text() {
     let input = wd.write("calls.csv", typed_csv(100, None));
     let r = enrich(&sim, &input, &wd.path("out.parquet"), &["--infer-types"]);
     assert_eq!(r.code, 0, "{r:?}");
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import sys, pyarrow.parquet as pq\nt = pq.read_table(sys.argv[1])\nfor f in t.schema: print(f.name, f.type)\nprint(t.column('callId')[0], t.column('start_time')[1], t.column('price')[2], t.num_rows)",
-        ])
-        .arg(wd.path("out.parquet"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let shown = python(
+        "import sys, pyarrow.parquet as pq\nt = pq.read_table(sys.argv[1])\nfor f in t.schema: print(f.name, f.type)\nprint(t.column('callId')[0], t.column('start_time')[1], t.column('price')[2], t.num_rows)",
+        &wd.path("out.parquet"),
     );
-    let shown = String::from_utf8(out.stdout).unwrap();
     for line in [
         "callId string",
         "userId string",

@@ -4,8 +4,20 @@
 
 use crate::util::*;
 
-fn summary(wd: &Workdir) -> serde_json::Value {
-    serde_json::from_str(&wd.read("summary.json")).unwrap()
+/// A row per key enriched at `--rate rate`: the run, and its summary.
+fn run_at(sim: &Sim, keys: &[String], rate: &str) -> (Run, serde_json::Value) {
+    let wd = Workdir::new();
+    let input = wd.write("in.csv", calls_csv(keys));
+    let summary_path = wd.path("summary.json");
+    let args = [
+        "--rate",
+        rate,
+        "--summary-json",
+        summary_path.to_str().unwrap(),
+    ];
+    let r = enrich(sim, &input, &wd.path("out.csv"), &args);
+    let summary = std::fs::read_to_string(&summary_path).unwrap_or_default();
+    (r, serde_json::from_str(&summary).unwrap_or_default())
 }
 
 #[test]
@@ -38,18 +50,8 @@ fn the_gateways_codes_and_request_ids_reach_the_report() {
 #[test]
 fn a_stated_per_second_limit_is_learned_from_one_429() {
     let sim = Sim::start(&["--gateway", "apig", "--limit", "10"]);
-    let wd = Workdir::new();
-    let input = wd.write("in.csv", calls_csv(&ids("s", 150)));
-    let summary_path = wd.path("summary.json");
-    let args = [
-        "--rate",
-        "20",
-        "--summary-json",
-        summary_path.to_str().unwrap(),
-    ];
-    let r = enrich(&sim, &input, &wd.path("out.csv"), &args);
+    let (r, s) = run_at(&sim, &ids("s", 150), "20");
     assert_eq!(r.code, 0, "{r:?}");
-    let s = summary(&wd);
     assert_eq!(s["ok"], 150);
     let throttled = sim.stat("rejected_429");
     assert!((1..=3).contains(&throttled), "{throttled} x 429: {r:?}");
@@ -74,18 +76,8 @@ const PER_MINUTE_IDEAL_S: f64 = 120.55;
 #[test]
 fn a_stated_per_minute_limit_finishes_every_row_near_the_ideal_time() {
     let sim = Sim::start(&["--gateway", "apig", "--limit-per-minute", "120"]);
-    let wd = Workdir::new();
-    let input = wd.write("in.csv", calls_csv(&ids("m", 250)));
-    let summary_path = wd.path("summary.json");
-    let args = [
-        "--rate",
-        "20",
-        "--summary-json",
-        summary_path.to_str().unwrap(),
-    ];
-    let r = enrich(&sim, &input, &wd.path("out.csv"), &args);
+    let (r, s) = run_at(&sim, &ids("m", 250), "20");
     assert_eq!(r.code, 0, "{r:?}");
-    let s = summary(&wd);
     assert_eq!(s["ok"], 250);
     let throttled = sim.stat("rejected_429");
     assert!((1..=5).contains(&throttled), "{throttled} x 429: {r:?}");
@@ -102,40 +94,21 @@ fn a_stated_per_minute_limit_finishes_every_row_near_the_ideal_time() {
 #[test]
 fn a_per_minute_limit_given_from_the_start_is_never_tripped() {
     let sim = Sim::start(&["--gateway", "apig", "--limit-per-minute", "120"]);
-    let wd = Workdir::new();
-    let input = wd.write("in.csv", calls_csv(&ids("n", 250)));
-    let summary_path = wd.path("summary.json");
-    let args = [
-        "--rate",
-        "20/s,120/min",
-        "--summary-json",
-        summary_path.to_str().unwrap(),
-    ];
-    let r = enrich(&sim, &input, &wd.path("out.csv"), &args);
+    let (r, s) = run_at(&sim, &ids("n", 250), "20/s,120/min");
     assert_eq!(r.code, 0, "{r:?}");
-    assert_eq!(summary(&wd)["ok"], 250);
+    assert_eq!(s["ok"], 250);
     assert_eq!(sim.stat("rejected_429"), 0, "{r:?}");
-    // Spread over the minute, not spent in a burst: at most 20 in any second.
+    // Spread over the minute, one every half second, not spent in a burst.
     assert!(sim.stats()["max_admitted_in_sliding_second"].as_u64() <= Some(3));
 }
 
 #[test]
 fn one_throttled_call_id_does_not_slow_the_others() {
     let sim = Sim::start(&["--gateway", "apig"]);
-    let wd = Workdir::new();
     let mut keys = ids("k", 400);
     keys[10] = "sim429-10".into();
-    let input = wd.write("in.csv", calls_csv(&keys));
-    let summary_path = wd.path("summary.json");
-    let args = [
-        "--rate",
-        "20",
-        "--summary-json",
-        summary_path.to_str().unwrap(),
-    ];
-    let r = enrich(&sim, &input, &wd.path("out.csv"), &args);
+    let (r, s) = run_at(&sim, &keys, "20");
     assert_eq!(r.code, 3, "{r:?}");
-    let s = summary(&wd);
     assert_eq!(s["ok"], 399);
     assert_eq!(s["failed_by_kind"]["rate_limited"], 1);
     assert_eq!(sim.stat("max_requests_per_call_id"), 6);

@@ -22,20 +22,8 @@ fn s3_enrich(sim: &Sim, s3: &S3Server, wd: &Workdir, paths: &[&str], args: &[&st
 }
 
 fn parquet_rows(path: &Path) -> u64 {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import sys, pyarrow.parquet as pq; print(pq.read_metadata(sys.argv[1]).num_rows)",
-        ])
-        .arg(path)
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    let script = "import sys, pyarrow.parquet as pq; print(pq.read_metadata(sys.argv[1]).num_rows)";
+    python(script, path).trim().parse().unwrap()
 }
 
 /// Rows with an incompressible `pad` column of `width` hex digits (fixed seed), so that

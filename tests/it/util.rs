@@ -190,6 +190,21 @@ pub fn enrich(sim: &Sim, input: &Path, output: &Path, args: &[&str]) -> Run {
     run(c)
 }
 
+/// What a Python script prints for `path` (its `sys.argv[1]`); it must succeed.
+pub fn python(script: &str, path: &Path) -> String {
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(path)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
 /// A CSV file as rows of strings, header first.
 pub fn read_csv(path: &Path) -> Vec<Vec<String>> {
     let mut r = csv::ReaderBuilder::new()
