@@ -18,7 +18,7 @@ use crate::{Error, Status};
 const CHUNK: usize = 4096;
 
 #[derive(Default, Debug)]
-struct Plan {
+struct Estimate {
     rows: u64,
     invalid: u64,
     distinct: u64,
@@ -123,8 +123,8 @@ fn count(
     limit: Option<u64>,
     journal: Option<Peek>,
     cache: Option<Peek>,
-) -> Result<Plan, Error> {
-    let mut plan = Plan::default();
+) -> Result<Estimate, Error> {
+    let mut plan = Estimate::default();
     let mut left = limit.unwrap_or(u64::MAX);
     let mut seen: HashSet<u64> = HashSet::new();
     for item in items {
@@ -157,7 +157,7 @@ fn count_one(
     seen: &mut HashSet<u64>,
     journal: &Option<Peek>,
     cache: &Option<Peek>,
-    plan: &mut Plan,
+    plan: &mut Estimate,
 ) -> Result<(), Error> {
     let mut fresh: Vec<CallKey> = Vec::with_capacity(CHUNK);
     while *left > 0 {
@@ -195,7 +195,7 @@ fn ask(
     keys: &mut Vec<CallKey>,
     journal: &Option<Peek>,
     cache: &Option<Peek>,
-    plan: &mut Plan,
+    plan: &mut Estimate,
 ) -> Result<(), StoreError> {
     let mut misses: Vec<&CallKey> = keys.iter().collect();
     for (store, counter) in [
