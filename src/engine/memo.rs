@@ -61,11 +61,8 @@ enum Known {
     Stale,
     /// Recorded by this run: the row shares an earlier row's lookup.
     ThisRun(Arc<Outcome>),
-    /// From an earlier run; `claimed` if the read marked it as this run's already.
-    Journal {
-        outcome: Arc<Outcome>,
-        claimed: bool,
-    },
+    /// From an earlier run.
+    Journal(Arc<Outcome>),
     Cache(Arc<Outcome>),
 }
 
@@ -136,13 +133,11 @@ impl Memo {
                     Stats::bump(&stats.deduplicated);
                     outcome
                 }
-                // Recorded again for this run unless the read claimed it, so that later rows
-                // with the key count as duplicates.
-                Known::Journal { outcome, claimed } => {
+                // Recorded again for this run, so that later rows with the key count as
+                // duplicates.
+                Known::Journal(outcome) => {
                     Stats::bump(&stats.from_journal);
-                    if !claimed {
-                        self.journal.put(key, &outcome).await;
-                    }
+                    self.journal.put(key, &outcome).await;
                     outcome
                 }
                 Known::Cache(outcome) => {
@@ -206,14 +201,7 @@ impl Memo {
                     i,
                     match hit {
                         Some((o, Found::ThisRun)) => Known::ThisRun(o),
-                        Some((outcome, Found::Earlier)) => Known::Journal {
-                            outcome,
-                            claimed: false,
-                        },
-                        Some((outcome, Found::Claimed)) => Known::Journal {
-                            outcome,
-                            claimed: true,
-                        },
+                        Some((outcome, Found::Earlier)) => Known::Journal(outcome),
                         Some((_, Found::Stale)) => {
                             misses.push(known.len());
                             Known::Stale

@@ -304,11 +304,67 @@ c.commit()
     assert!(ok.success());
 }
 
+/// A cache written by callinfo's format 3: rows keyed by the call ID and 64 bits of the
+/// key's digest, an `ok`'s fields packed into one blob, a repeated text in `strings`.
+fn format_3_cache(path: &std::path::Path, base_url: &str) {
+    let script = r#"
+import hashlib, sqlite3, struct, sys, time
+def key_low(*parts):
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(struct.pack('<Q', len(p.encode())) + p.encode())
+    return int.from_bytes(h.digest()[8:16], 'big', signed=True)
+c = sqlite3.connect(sys.argv[1])
+c.executescript('''
+CREATE TABLE outcomes (
+    call_id TEXT NOT NULL, key_low INTEGER NOT NULL,
+    status TEXT NOT NULL, answer BLOB,
+    http_status INTEGER, attempts INTEGER NOT NULL, message TEXT,
+    run INTEGER NOT NULL, stored_at INTEGER NOT NULL,
+    PRIMARY KEY (call_id, key_low)) WITHOUT ROWID;
+CREATE TABLE strings (id INTEGER PRIMARY KEY, text TEXT NOT NULL UNIQUE);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE environment (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO meta VALUES ('runs', 1);
+INSERT INTO strings VALUES (1, 'legacy');
+''')
+now = int(time.time() * 1000)
+key = ('1652268429538866153', '202205116084', '109')
+data = 'kept, "as is"'.encode()
+# present: every field; caller and called as packed digits; media 2, skill ID 7, type 1
+# as zigzag varints; call data as bytes; the skill by its number in strings.
+blob = bytes([0x7f, 8 << 2 | 1, 0x00, 0x86, 0x12, 0x34, 4 << 2 | 1, 0x00, 0x42, 4,
+              len(data) << 2]) + data + bytes([14, 1 << 2 | 2, 2])
+c.execute("INSERT INTO outcomes VALUES ('old-ok', ?, 'ok', ?, NULL, 0, NULL, 1, ?)", (key_low('old-ok', *key), blob, now))
+c.execute("INSERT INTO outcomes VALUES ('old-missing', ?, 'not_found', NULL, 200, 1, 'no such call', 1, ?)", (key_low('old-missing', *key), now))
+c.execute("INSERT INTO environment VALUES ('base_url', ?), ('app_key_sha256', ?)", (sys.argv[2], hashlib.sha256(b'demo').hexdigest()))
+c.execute('PRAGMA application_id = 1128352844')
+c.execute('PRAGMA user_version = 3')
+c.commit()
+"#;
+    let ok = Command::new("python3")
+        .args(["-c", script])
+        .arg(path)
+        .arg(base_url)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
 #[test]
 fn a_cache_of_the_previous_format_is_migrated_and_answers() {
+    migrated_cache_answers(format_3_cache);
+}
+
+#[test]
+fn a_cache_of_format_2_is_migrated_and_answers() {
+    migrated_cache_answers(format_2_cache);
+}
+
+fn migrated_cache_answers(make: fn(&std::path::Path, &str)) {
     let sim = Sim::start(&[]);
     let wd = Workdir::new();
-    format_2_cache(&wd.path("cache.db"), &sim.url);
+    make(&wd.path("cache.db"), &sim.url);
     let mut keys = vec!["old-ok".to_string(), "old-missing".to_string()];
     keys.extend(ids("new", 3));
     let input = wd.write("in.csv", calls_csv(&keys));
