@@ -31,6 +31,15 @@ impl Backoff {
     }
 }
 
+/// Sleep until `at`; forever when there is nothing to wait for (a `select!` arm that never
+/// fires).
+pub async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

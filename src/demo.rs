@@ -9,9 +9,8 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::DemoArgs;
 use crate::config::Job;
 use crate::engine::progress::ProgressMode;
-use crate::input::{FieldSpec, Format, KeySpec, Source};
+use crate::input::{Format, KeySpec, Source};
 use crate::output::Destination;
-use crate::secret::Secret;
 use crate::{enrich, sim, Error, Shutdown, Status};
 
 /// The sample export: a few hundred calls, with duplicates, empty and unknown call IDs.
@@ -36,10 +35,7 @@ pub async fn run(args: DemoArgs, shutdown: Shutdown) -> Result<Status, Error> {
         gateway: sim::Gateway::Apig,
         ..sim::Knobs::default()
     };
-    let (app_key, app_secret) = (
-        knobs.app_key.clone(),
-        Secret::new(knobs.app_secret.as_str()),
-    );
+    let (app_key, app_secret) = (knobs.app_key.clone(), knobs.app_secret.clone());
     let stop = CancellationToken::new();
     let server = tokio::spawn(sim::serve(
         listener,
@@ -52,61 +48,24 @@ pub async fn run(args: DemoArgs, shutdown: Shutdown) -> Result<Status, Error> {
     let output = args.out_dir.join(format!("calls-enriched.{ext}"));
     let errors = args.out_dir.join("calls-enriched.errors.csv");
     let journal = crate::plan::journal_beside(&output);
-    let plan = crate::plan::Plan {
-        items: vec![crate::plan::Item {
-            input: Source::File(input.clone()),
-            input_format: Format::Csv(crate::input::Codec::None),
-            input_bytes: None,
-            text: crate::input::CsvText::default(),
-            output: Destination::File(output.clone()),
-            output_format: args.format,
-            out_delimiter: b',',
-            errors: Destination::File(errors.clone()),
-        }],
-        journal: journal.clone(),
-        many: false,
-        output: output.display().to_string(),
-        // The demo is run to be seen: it is never skipped as finished.
-        receipts: None,
+    let item = crate::plan::Item {
+        input: Source::File(input.clone()),
+        input_format: Format::Csv(crate::input::Codec::None),
+        input_bytes: None,
+        text: crate::input::CsvText::default(),
+        output: Destination::File(output.clone()),
+        output_format: args.format,
+        out_delimiter: b',',
+        errors: Destination::File(errors.clone()),
     };
-    let job = Job {
-        plan,
-        journal: journal.clone(),
-        fresh: true,
-        cache: None,
-        keys: KeySpec {
-            call_id: FieldSpec::default(),
-            user_id: FieldSpec::default(),
-            tenant_id: FieldSpec::default(),
-            agent_id: FieldSpec::default(),
-        },
-        api: crate::config::Api {
-            base_url: format!("http://{addr}"),
-            app_key,
-            app_secret,
-            timeout: Duration::from_secs(30),
-            ca_cert: None,
-        },
-        rate: Some(crate::pace::Rate(vec![crate::pace::Limit {
-            count: 500.0,
-            span: Duration::from_secs(1),
-        }])),
-        concurrency: 32,
-        max_retries: 5,
-        max_requests: None,
-        token_lifetime: Duration::from_secs(3600),
-        progress: ProgressMode::Never,
-        log_fields: false,
-        layout: crate::output::Layout::default(),
-        limit: None,
-        dry_run: false,
-        fail_on: crate::FailOn::Any,
-        stop: None,
-        ttl: crate::store::Ttl::default(),
-        metrics_file: None,
-        shared_quota: None,
-        progress_interval: Duration::from_secs(10),
+    let api = crate::config::Api {
+        base_url: format!("http://{addr}"),
+        app_key,
+        app_secret,
+        timeout: Duration::from_secs(30),
+        ca_cert: None,
     };
+    let job = demo_job(item, &journal, api);
     let result = enrich::run(job, shutdown).await;
     stop.cancel();
     let _ = server.await;
@@ -127,4 +86,43 @@ pub async fn run(args: DemoArgs, shutdown: Shutdown) -> Result<Status, Error> {
         "(the sample has empty and unknown call IDs on purpose: those rows are in the error report)"
     );
     Ok(Status::AllOk)
+}
+
+/// The demo's job: the sample into one output, fresh, at 500 lookups a second.
+fn demo_job(item: crate::plan::Item, journal: &Path, api: crate::config::Api) -> Job {
+    let plan = crate::plan::Plan {
+        output: item.output.name(),
+        items: vec![item],
+        journal: journal.to_owned(),
+        many: false,
+        // The demo is run to be seen: it is never skipped as finished.
+        receipts: None,
+    };
+    Job {
+        plan,
+        journal: journal.to_owned(),
+        fresh: true,
+        cache: None,
+        keys: KeySpec::default(),
+        api,
+        rate: Some(crate::pace::Rate(vec![crate::pace::Limit {
+            count: 500.0,
+            span: Duration::from_secs(1),
+        }])),
+        concurrency: 32,
+        max_retries: 5,
+        max_requests: None,
+        token_lifetime: Duration::from_secs(3600),
+        progress: ProgressMode::Never,
+        log_fields: false,
+        layout: crate::output::Layout::default(),
+        limit: None,
+        dry_run: false,
+        fail_on: crate::FailOn::Any,
+        stop: None,
+        ttl: crate::store::Ttl::default(),
+        metrics_file: None,
+        shared_quota: None,
+        progress_interval: Duration::from_secs(10),
+    }
 }

@@ -527,7 +527,7 @@ impl Exporter {
             test_hooks::metrics_write(running);
             #[cfg(not(debug_assertions))]
             let _ = running;
-            metrics::write(&path, &text)
+            crate::output::write_atomically(&path, text.as_bytes())
         })
         .await;
         if let Ok(Err(e)) = written {
@@ -662,10 +662,9 @@ fn clear_leftovers(
         match aborted {
             Ok(()) => {
                 tracing::info!("{url}: aborted the unfinished upload a killed run left");
-                ledger.ended(&id).map_err(|source| OutputError::Io {
-                    file: ledger.path().display().to_string(),
-                    source,
-                })?;
+                ledger
+                    .ended(&id)
+                    .map_err(OutputError::io(ledger.path().display()))?;
             }
             Err(e) => tracing::warn!("cannot abort an unfinished upload: {e}"),
         }

@@ -56,30 +56,8 @@ impl KeyId {
     }
 }
 
-/// Maps keyed by [`KeyId`] need no hashing of their own: the bits are a digest already.
-#[derive(Default, Clone, Copy)]
-pub struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only reached for a u128 written as bytes; fold them in.
-        for chunk in bytes.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            self.0 ^= u64::from_le_bytes(b);
-        }
-    }
-
-    fn write_u128(&mut self, v: u128) {
-        self.0 = v as u64;
-    }
-}
-
-pub type IdMap<V> = std::collections::HashMap<KeyId, V, std::hash::BuildHasherDefault<IdHasher>>;
+/// A map keyed by calls' digests.
+pub type IdMap<V> = std::collections::HashMap<KeyId, V>;
 
 /// What the reader found in a row: a key to look up, or why the row cannot be looked up
 /// (it becomes an `invalid_input` line in the report without costing a request).

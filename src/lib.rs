@@ -337,15 +337,8 @@ fn closing_line(report: &enrich::Report) -> String {
 }
 
 fn write_summary(path: &std::path::Path, summary: &summary::Summary) -> Result<(), Error> {
-    let io = |source| output::OutputError::Io {
-        file: path.display().to_string(),
-        source,
-    };
-    let mut file = output::AtomicFile::create(path).map_err(io)?;
-    output::remove_leftovers(path, &[file.temp_path().to_owned()]);
-    serde_json::to_writer_pretty(&mut file, summary).map_err(|e| io(e.into()))?;
-    use std::io::Write;
-    file.write_all(b"\n").map_err(io)?;
-    file.commit().map_err(io)?;
+    let mut text = serde_json::to_vec_pretty(summary).expect("a summary serializes");
+    text.push(b'\n');
+    output::write_atomically(path, &text).map_err(output::OutputError::io(path.display()))?;
     Ok(())
 }

@@ -5,10 +5,8 @@
 //! previous run left, so an alert can fire when no run has succeeded for a day.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::Path;
 
-use crate::output::AtomicFile;
 use crate::summary::{Quantiles, Summary};
 
 const LAST_SUCCESS: &str = "callinfo_last_success_timestamp_seconds";
@@ -20,123 +18,85 @@ pub enum Phase {
     Ended(u8),
 }
 
+/// A gauge's samples: labels and value.
+type Samples = Vec<(String, f64)>;
+
 pub fn render(s: &Summary, phase: Phase, last_success: Option<f64>) -> String {
+    let one = |v: f64| vec![(String::new(), v)];
+    let by = |label: &str, samples: &[(&str, f64)]| -> Samples {
+        samples
+            .iter()
+            .map(|(value, v)| (format!("{{{label}=\"{value}\"}}"), *v))
+            .collect()
+    };
+    let mut rows = vec![("ok", s.ok as f64)];
+    rows.extend(s.failed_by_kind.iter().map(|(k, n)| (*k, *n as f64)));
+    let quantiles = |q: Option<Quantiles>| {
+        q.map(|Quantiles { p50, p95, p99, max }| {
+            let [p50, p95, p99, max] = [p50, p95, p99, max].map(|ms| ms / 1000.0);
+            by(
+                "quantile",
+                &[("0.5", p50), ("0.95", p95), ("0.99", p99), ("1", max)],
+            )
+        })
+    };
+    let ended = |v: Option<f64>| match phase {
+        Phase::Running => None,
+        Phase::Ended(_) => v.map(one),
+    };
+    let exit = match phase {
+        Phase::Running => None,
+        Phase::Ended(code) => Some(f64::from(code)),
+    };
+    let requests = [
+        ("lookup", s.lookup_requests as f64),
+        ("token", s.token_requests as f64),
+    ];
+    let keys = [
+        ("lookup", s.lookups as f64),
+        ("journal", s.from_journal as f64),
+        ("cache", s.from_cache as f64),
+    ];
+    let running = one(if exit.is_none() { 1.0 } else { 0.0 });
+    let quota_used_up = Some(f64::from(u8::from(s.daily_quota_exhausted)));
+    #[rustfmt::skip]
+    let gauges: [(&str, &str, Option<Samples>); 14] = [
+        ("callinfo_rows", "Rows written by this run, by lookup_status.",
+            Some(by("status", &rows))),
+        ("callinfo_requests", "HTTP requests made by this run, by endpoint.",
+            Some(by("endpoint", &requests))),
+        ("callinfo_retries", "Lookup retries.", Some(one(s.retries as f64))),
+        ("callinfo_throttled", "HTTP 429 answers received.", Some(one(s.throttled_429 as f64))),
+        ("callinfo_keys", "Distinct keys, by where their outcome came from.",
+            Some(by("from", &keys))),
+        ("callinfo_deduplicated_rows", "Rows that shared an earlier row's lookup.",
+            Some(one(s.deduplicated as f64))),
+        ("callinfo_pace_requests_per_second",
+            "The pace requests go out at: --rate, or lower after 429s.", s.pace_at_end.map(one)),
+        ("callinfo_lookup_latency_seconds", "Lookup latency, send to answer.",
+            quantiles(s.latency_ms)),
+        ("callinfo_pacer_wait_seconds", "Time requests waited for their pacer slot.",
+            quantiles(s.pacer_wait_ms)),
+        ("callinfo_duration_seconds", "Time since the run started.", Some(one(s.elapsed_s))),
+        ("callinfo_running", "1 while the run goes on.", Some(running)),
+        ("callinfo_exit_status", "The run's exit status (0 ok, 3 some rows failed, 75 out of \
+            time or daily quota, 130 interrupted, 1 fatal).", ended(exit)),
+        ("callinfo_daily_quota_exhausted",
+            "1 when the run stopped because the API's daily quota was used up.",
+            ended(quota_used_up)),
+        // 0 before any success: `time() - callinfo_last_success_timestamp_seconds > 86400`
+        // fires for a job that never succeeded, the one that needs it most.
+        (LAST_SUCCESS, "When a run last ended with exit status 0 (Unix time; 0 before the first).",
+            Some(one(last_success.unwrap_or(0.0)))),
+    ];
     let mut out = String::new();
-    let mut gauge = |name: &str, help: &str, samples: &[(&str, f64)]| {
+    for (name, help, samples) in gauges {
+        let Some(samples) = samples else { continue };
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
         for (labels, value) in samples {
             let _ = writeln!(out, "{name}{labels} {value}");
         }
-    };
-    let mut rows = vec![("{status=\"ok\"}".to_owned(), s.ok as f64)];
-    rows.extend(
-        s.failed_by_kind
-            .iter()
-            .map(|(kind, n)| (format!("{{status=\"{kind}\"}}"), *n as f64)),
-    );
-    let rows: Vec<(&str, f64)> = rows.iter().map(|(l, v)| (l.as_str(), *v)).collect();
-    gauge(
-        "callinfo_rows",
-        "Rows written by this run, by lookup_status.",
-        &rows,
-    );
-    gauge(
-        "callinfo_requests",
-        "HTTP requests made by this run, by endpoint.",
-        &[
-            ("{endpoint=\"lookup\"}", s.lookup_requests as f64),
-            ("{endpoint=\"token\"}", s.token_requests as f64),
-        ],
-    );
-    gauge(
-        "callinfo_retries",
-        "Lookup retries.",
-        &[("", s.retries as f64)],
-    );
-    gauge(
-        "callinfo_throttled",
-        "HTTP 429 answers received.",
-        &[("", s.throttled_429 as f64)],
-    );
-    gauge(
-        "callinfo_keys",
-        "Distinct keys, by where their outcome came from.",
-        &[
-            ("{from=\"lookup\"}", s.lookups as f64),
-            ("{from=\"journal\"}", s.from_journal as f64),
-            ("{from=\"cache\"}", s.from_cache as f64),
-        ],
-    );
-    gauge(
-        "callinfo_deduplicated_rows",
-        "Rows that shared an earlier row's lookup.",
-        &[("", s.deduplicated as f64)],
-    );
-    if let Some(pace) = s.pace_at_end {
-        gauge(
-            "callinfo_pace_requests_per_second",
-            "The pace requests go out at: --rate, or lower after 429s.",
-            &[("", pace)],
-        );
     }
-    for (name, help, q) in [
-        (
-            "callinfo_lookup_latency_seconds",
-            "Lookup latency, send to answer.",
-            s.latency_ms,
-        ),
-        (
-            "callinfo_pacer_wait_seconds",
-            "Time requests waited for their pacer slot.",
-            s.pacer_wait_ms,
-        ),
-    ] {
-        if let Some(Quantiles { p50, p95, p99, max }) = q {
-            gauge(
-                name,
-                help,
-                &[
-                    ("{quantile=\"0.5\"}", p50 / 1000.0),
-                    ("{quantile=\"0.95\"}", p95 / 1000.0),
-                    ("{quantile=\"0.99\"}", p99 / 1000.0),
-                    ("{quantile=\"1\"}", max / 1000.0),
-                ],
-            );
-        }
-    }
-    gauge(
-        "callinfo_duration_seconds",
-        "Time since the run started.",
-        &[("", s.elapsed_s)],
-    );
-    let (running, exit) = match phase {
-        Phase::Running => (1.0, None),
-        Phase::Ended(code) => (0.0, Some(code)),
-    };
-    gauge(
-        "callinfo_running",
-        "1 while the run goes on.",
-        &[("", running)],
-    );
-    if let Some(code) = exit {
-        gauge(
-            "callinfo_exit_status",
-            "The run's exit status (0 ok, 3 some rows failed, 75 out of time or daily quota, 130 interrupted, 1 fatal).",
-            &[("", f64::from(code))],
-        );
-        gauge(
-            "callinfo_daily_quota_exhausted",
-            "1 when the run stopped because the API's daily quota was used up.",
-            &[("", f64::from(u8::from(s.daily_quota_exhausted)))],
-        );
-    }
-    // 0 before any success: `time() - callinfo_last_success_timestamp_seconds > 86400`
-    // fires for a job that never succeeded, the one that needs it most.
-    gauge(
-        LAST_SUCCESS,
-        "When a run last ended with exit status 0 (Unix time; 0 before the first).",
-        &[("", last_success.unwrap_or(0.0))],
-    );
     out
 }
 
@@ -151,12 +111,4 @@ pub fn now_unix() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| (d.as_secs_f64() * 1000.0).round() / 1000.0)
-}
-
-/// Write the file atomically: the collector never reads half of it.
-pub fn write(path: &Path, text: &str) -> std::io::Result<()> {
-    let mut file = AtomicFile::create(path)?;
-    crate::output::remove_leftovers(path, &[file.temp_path().to_owned()]);
-    file.write_all(text.as_bytes())?;
-    file.commit()
 }

@@ -199,6 +199,14 @@ impl Bucket {
     }
 
     /// The object's size, or `None` when it does not exist. Blocking.
+    /// The size of an object that must be there.
+    pub fn existing_size(&self, url: &ObjectUrl) -> Result<u64, ObjectError> {
+        let missing = || ObjectError::NotFound {
+            url: url.to_string(),
+        };
+        self.size(url)?.ok_or_else(missing)
+    }
+
     pub fn size(&self, url: &ObjectUrl) -> Result<Option<u64>, ObjectError> {
         match self.wait(self.store.head(&url.location())) {
             Ok(meta) => Ok(Some(meta.size)),

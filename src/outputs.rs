@@ -129,10 +129,7 @@ impl Outputs {
             if current.transient == 0 && whole {
                 ledger
                     .done(&item.output.name(), &item.input.name(), item.input_bytes)
-                    .map_err(|source| OutputError::Io {
-                        file: ledger.path().display().to_string(),
-                        source,
-                    })?;
+                    .map_err(OutputError::io(ledger.path().display()))?;
             }
         }
         Ok(())

@@ -98,18 +98,14 @@ pub fn resolve(req: &Request) -> Result<Plan, PlanError> {
     if many {
         return resolve_many(req);
     }
-    let input = match place(&req.inputs[0])? {
+    let (input, input_bytes) = match place(&req.inputs[0])? {
         Place::Stdio => (Source::Stdin, None),
-        Place::Local(p) => {
-            let bytes = std::fs::metadata(&p).ok().map(|m| m.len());
-            (Source::File(p), bytes)
-        }
+        Place::Local(p) => sized(p),
         Place::Object(url) => {
             let size = object_size(&url)?;
             (Source::Object(url), Some(size))
         }
     };
-    let (input, input_bytes) = input;
     let output = match place(req.output)? {
         Place::Stdio => Destination::Stdout,
         Place::Local(p) => Destination::File(p),
@@ -131,47 +127,11 @@ pub fn resolve(req: &Request) -> Result<Plan, PlanError> {
     if output == Destination::Stdout && output_format == Format::Parquet {
         return Err(ConfigError::Usage("Parquet output cannot go to stdout; name a file").into());
     }
-    let errors = match (req.errors, &output) {
-        (Some(p), _) => match place(p)? {
-            Place::Object(url) => Destination::Object(url),
-            _ => Destination::File(p.to_owned()),
-        },
-        (None, Destination::File(p)) => Destination::File(report_beside(p)),
-        (None, Destination::Object(url)) => Destination::Object(ObjectUrl {
-            bucket: url.bucket.clone(),
-            key: report_beside(Path::new(&url.key))
-                .to_string_lossy()
-                .into_owned(),
-        }),
-        (None, Destination::Stdout) => {
-            return Err(ConfigError::Usage(
-                "with OUTPUT `-` the error report needs a path: pass --errors PATH",
-            )
-            .into())
-        }
-    };
-    if let (None, Destination::File(o), Destination::File(e)) = (req.errors, &output, &errors) {
-        if let Some(owner) = report_of_sibling(o, e) {
-            return Err(ConfigError::Plan(format!(
-                "{}: the default report of {} is that of {} too, and it holds {}'s failed rows: pass --errors PATH for this output",
-                e.display(),
-                o.display(),
-                owner.display(),
-                owner.display()
-            ))
-            .into());
-        }
-    }
-    if let Source::File(i) = &input {
-        for d in [&output, &errors] {
-            if let Destination::File(o) = d {
-                if same_file(i, o) {
-                    return Err(ConfigError::OutputIsInput {
-                        path: o.display().to_string(),
-                    }
-                    .into());
-                }
-            }
+    let errors = report(req, &output)?;
+    for d in [&output, &errors] {
+        if same_place(&input, d) {
+            let path = d.name();
+            return Err(ConfigError::OutputIsInput { path }.into());
         }
     }
     let journal = match (&output, &errors) {
@@ -190,18 +150,53 @@ pub fn resolve(req: &Request) -> Result<Plan, PlanError> {
         req.metrics_file,
         &journal,
     )?;
+    let item = item(
+        req,
+        (input, input_format, input_bytes),
+        (output, output_format),
+        errors,
+    );
     Ok(Plan {
-        items: vec![item(
-            req,
-            (input, input_format, input_bytes),
-            (output, output_format),
-            errors,
-        )],
+        items: vec![item],
         journal,
         many: false,
         output: req.output.display().to_string(),
         receipts: receipts_dir(req),
     })
+}
+
+/// Where one output's report goes: `--errors`, else beside the output.
+fn report(req: &Request, output: &Destination) -> Result<Destination, ConfigError> {
+    let errors = match (req.errors, output) {
+        (Some(p), _) => match place(p)? {
+            Place::Object(url) => Destination::Object(url),
+            _ => Destination::File(p.to_owned()),
+        },
+        (None, Destination::File(p)) => Destination::File(report_beside(p)),
+        (None, Destination::Object(url)) => Destination::Object(ObjectUrl {
+            bucket: url.bucket.clone(),
+            key: report_beside(Path::new(&url.key))
+                .to_string_lossy()
+                .into_owned(),
+        }),
+        (None, Destination::Stdout) => {
+            return Err(ConfigError::Usage(
+                "with OUTPUT `-` the error report needs a path: pass --errors PATH",
+            ))
+        }
+    };
+    if let (None, Destination::File(o), Destination::File(e)) = (req.errors, output, &errors) {
+        if let Some(owner) = report_of_sibling(o, e) {
+            return Err(ConfigError::Plan(format!(
+                "{}: the default report of {} is that of {} too, and it holds {}'s failed rows: pass --errors PATH for this output",
+                e.display(),
+                o.display(),
+                owner.display(),
+                owner.display()
+            )));
+        }
+    }
+    Ok(errors)
 }
 
 /// An item, with the CSV separators its names call for: `--delimiter`, else a tab for
@@ -345,13 +340,8 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 
 fn object_size(url: &ObjectUrl) -> Result<u64, InputError> {
     Bucket::of(url)
-        .and_then(|b| b.size(url))
-        .map_err(InputError::Object)?
-        .ok_or_else(|| {
-            InputError::Object(crate::objects::ObjectError::NotFound {
-                url: url.to_string(),
-            })
-        })
+        .and_then(|b| b.existing_size(url))
+        .map_err(InputError::Object)
 }
 
 /// A missing bucket or refused credentials, found before any lookup is paid for.
@@ -367,39 +357,7 @@ fn resolve_many(req: &Request) -> Result<Plan, PlanError> {
         )
         .into());
     }
-    let out = match place(req.output)? {
-        Place::Stdio => {
-            return Err(ConfigError::Usage(
-                "several inputs cannot go to stdout: OUTPUT is a directory or prefix",
-            )
-            .into())
-        }
-        Place::Local(p) => {
-            if p.is_file() || Format::from_path(&p).is_some() {
-                return Err(ConfigError::Plan(format!(
-                    "OUTPUT `{}`: with several inputs OUTPUT is a directory (or an s3:// prefix), one output per input: end it with / (e.g. enriched/)",
-                    p.display()
-                ))
-                .into());
-            }
-            if !req.dry_run {
-                std::fs::create_dir_all(&p)
-                    .map_err(|source| crate::output::OutputError::Create {
-                        file: p.display().to_string(),
-                        source,
-                    })
-                    .map_err(|e| ConfigError::Plan(e.to_string()))?;
-            }
-            Place::Local(p)
-        }
-        Place::Object(mut url) => {
-            if !url.is_prefix() {
-                url.key.push('/');
-            }
-            check_bucket(&url)?;
-            Place::Object(url)
-        }
-    };
+    let out = output_place(req)?;
     let mut inputs: Vec<(Source, Option<u64>)> = Vec::new();
     for arg in req.inputs {
         inputs.extend(expand(arg, req.input_format)?);
@@ -420,17 +378,13 @@ fn resolve_many(req: &Request) -> Result<Plan, PlanError> {
             }
             (stem, _) => (stem, output_format.name()),
         };
-        let (output, errors) = match &out {
-            Place::Local(dir) => (
-                Destination::File(dir.join(format!("{stem}.{ext}"))),
-                Destination::File(dir.join(format!("{stem}.errors.csv"))),
-            ),
-            Place::Object(prefix) => (
-                Destination::Object(prefix.join(&format!("{stem}.{ext}"))),
-                Destination::Object(prefix.join(&format!("{stem}.errors.csv"))),
-            ),
-            Place::Stdio => unreachable!("refused above"),
+        let in_out = |name: String| match &out {
+            Place::Local(dir) => Destination::File(dir.join(name)),
+            Place::Object(prefix) => Destination::Object(prefix.join(&name)),
+            Place::Stdio => unreachable!("refused by output_place"),
         };
+        let output = in_out(format!("{stem}.{ext}"));
+        let errors = in_out(format!("{stem}.errors.csv"));
         // `x.csv` and `x.tsv` have outputs of their own but one stem, so one report.
         let clash = items.iter().find_map(|i| {
             (i.output == output)
@@ -465,7 +419,7 @@ fn resolve_many(req: &Request) -> Result<Plan, PlanError> {
     let journal = match &out {
         Place::Local(dir) => dir.join(".callinfo.journal"),
         Place::Object(prefix) => state_journal(req, &prefix.to_string())?,
-        Place::Stdio => unreachable!("refused above"),
+        Place::Stdio => unreachable!("refused by output_place"),
     };
     distinct_outputs(None, None, req.summary_json, req.metrics_file, &journal)?;
     Ok(Plan {
@@ -474,6 +428,43 @@ fn resolve_many(req: &Request) -> Result<Plan, PlanError> {
         many: true,
         output: req.output.display().to_string(),
         receipts: receipts_dir(req),
+    })
+}
+
+/// OUTPUT of many inputs: a directory (made here) or a bucket prefix.
+fn output_place(req: &Request) -> Result<Place, PlanError> {
+    Ok(match place(req.output)? {
+        Place::Stdio => {
+            return Err(ConfigError::Usage(
+                "several inputs cannot go to stdout: OUTPUT is a directory or prefix",
+            )
+            .into())
+        }
+        Place::Local(p) => {
+            if p.is_file() || Format::from_path(&p).is_some() {
+                return Err(ConfigError::Plan(format!(
+                    "OUTPUT `{}`: with several inputs OUTPUT is a directory (or an s3:// prefix), one output per input: end it with / (e.g. enriched/)",
+                    p.display()
+                ))
+                .into());
+            }
+            if !req.dry_run {
+                std::fs::create_dir_all(&p)
+                    .map_err(|source| crate::output::OutputError::Create {
+                        file: p.display().to_string(),
+                        source,
+                    })
+                    .map_err(|e| ConfigError::Plan(e.to_string()))?;
+            }
+            Place::Local(p)
+        }
+        Place::Object(mut url) => {
+            if !url.is_prefix() {
+                url.key.push('/');
+            }
+            check_bucket(&url)?;
+            Place::Object(url)
+        }
     })
 }
 
@@ -495,9 +486,6 @@ fn is_data(name: &str, format: Option<Format>) -> bool {
 
 /// One argument as the files it names, in name order.
 fn expand(arg: &Path, format: Option<Format>) -> Result<Vec<(Source, Option<u64>)>, PlanError> {
-    let nothing = || InputError::NoMatch {
-        pattern: arg.display().to_string(),
-    };
     let found = match place(arg)? {
         Place::Stdio => {
             return Err(ConfigError::Usage(
@@ -505,83 +493,95 @@ fn expand(arg: &Path, format: Option<Format>) -> Result<Vec<(Source, Option<u64>
             )
             .into())
         }
-        Place::Object(url) => {
-            let bucket = Bucket::of(&url).map_err(InputError::Object)?;
-            let objects = if has_glob(&url.key) {
-                let pattern = glob::Pattern::new(&url.key).map_err(|e| {
-                    ConfigError::Plan(format!("{}: not a valid glob: {e}", arg.display()))
-                })?;
-                let fixed = url.key[..url.key.find(['*', '?', '[']).unwrap_or(0)]
-                    .rfind('/')
-                    .map_or("", |i| &url.key[..=i]);
-                let options = glob::MatchOptions {
-                    require_literal_separator: true,
-                    ..Default::default()
-                };
-                let prefix = ObjectUrl {
-                    bucket: url.bucket.clone(),
-                    key: fixed.to_owned(),
-                };
-                bucket
-                    .list(&prefix)
-                    .map_err(InputError::Object)?
-                    .into_iter()
-                    .filter(|(o, _)| pattern.matches_with(&o.key, options))
-                    .collect::<Vec<_>>()
-            } else if url.is_prefix() {
-                bucket
-                    .list(&url)
-                    .map_err(InputError::Object)?
-                    .into_iter()
-                    .filter(|(o, _)| !o.key[url.key.len()..].contains('/'))
-                    .collect()
-            } else {
-                let size = object_size(&url)?;
-                return Ok(vec![(Source::Object(url), Some(size))]);
-            };
-            objects
-                .into_iter()
-                .filter(|(o, _)| is_data(o.file_name(), format))
-                .map(|(o, size)| (Source::Object(o), Some(size)))
-                .collect::<Vec<_>>()
-        }
-        Place::Local(path) => {
-            let s = path.to_string_lossy().into_owned();
-            let mut files: Vec<PathBuf> = if path.is_dir() {
-                std::fs::read_dir(&path)
-                    .map_err(|source| InputError::Io {
-                        file: s.clone(),
-                        source,
-                    })?
-                    .flatten()
-                    .map(|e| e.path())
-                    .collect()
-            } else if has_glob(&s) {
-                glob::glob(&s)
-                    .map_err(|e| ConfigError::Plan(format!("{s}: not a valid glob: {e}")))?
-                    .flatten()
-                    .collect()
-            } else {
-                let bytes = std::fs::metadata(&path).ok().map(|m| m.len());
-                return Ok(vec![(Source::File(path), bytes)]);
-            };
-            files.retain(|p| {
-                p.is_file()
-                    && p.file_name()
-                        .is_some_and(|n| is_data(&n.to_string_lossy(), format))
-            });
-            files.sort();
-            files
-                .into_iter()
-                .map(|p| {
-                    let bytes = std::fs::metadata(&p).ok().map(|m| m.len());
-                    (Source::File(p), bytes)
-                })
-                .collect()
-        }
+        Place::Object(url) => expand_objects(arg, url, format)?,
+        Place::Local(path) => expand_files(path, format)?,
     };
     if found.is_empty() {
-        return Err(nothing().into());
+        let pattern = arg.display().to_string();
+        return Err(InputError::NoMatch { pattern }.into());
     }
     Ok(found)
+}
+
+/// The objects a bucket URL names: one object, the data files under a prefix (not in its
+/// "subdirectories"), or those a glob matches.
+fn expand_objects(
+    arg: &Path,
+    url: ObjectUrl,
+    format: Option<Format>,
+) -> Result<Vec<(Source, Option<u64>)>, PlanError> {
+    let bucket = Bucket::of(&url).map_err(InputError::Object)?;
+    let objects = if has_glob(&url.key) {
+        let pattern = glob::Pattern::new(&url.key)
+            .map_err(|e| ConfigError::Plan(format!("{}: not a valid glob: {e}", arg.display())))?;
+        let fixed = url.key[..url.key.find(['*', '?', '[']).unwrap_or(0)]
+            .rfind('/')
+            .map_or("", |i| &url.key[..=i]);
+        let options = glob::MatchOptions {
+            require_literal_separator: true,
+            ..Default::default()
+        };
+        let prefix = ObjectUrl {
+            bucket: url.bucket.clone(),
+            key: fixed.to_owned(),
+        };
+        let listed = bucket.list(&prefix).map_err(InputError::Object)?;
+        listed
+            .into_iter()
+            .filter(|(o, _)| pattern.matches_with(&o.key, options))
+            .collect::<Vec<_>>()
+    } else if url.is_prefix() {
+        let listed = bucket.list(&url).map_err(InputError::Object)?;
+        listed
+            .into_iter()
+            .filter(|(o, _)| !o.key[url.key.len()..].contains('/'))
+            .collect()
+    } else {
+        let size = object_size(&url)?;
+        return Ok(vec![(Source::Object(url), Some(size))]);
+    };
+    Ok(objects
+        .into_iter()
+        .filter(|(o, _)| is_data(o.file_name(), format))
+        .map(|(o, size)| (Source::Object(o), Some(size)))
+        .collect())
+}
+
+/// The files a local argument names: one file, the data files in a directory, or those a
+/// glob matches.
+fn expand_files(
+    path: PathBuf,
+    format: Option<Format>,
+) -> Result<Vec<(Source, Option<u64>)>, PlanError> {
+    let s = path.to_string_lossy().into_owned();
+    let mut files: Vec<PathBuf> = if path.is_dir() {
+        std::fs::read_dir(&path)
+            .map_err(|source| InputError::Io {
+                file: s.clone(),
+                source,
+            })?
+            .flatten()
+            .map(|e| e.path())
+            .collect()
+    } else if has_glob(&s) {
+        glob::glob(&s)
+            .map_err(|e| ConfigError::Plan(format!("{s}: not a valid glob: {e}")))?
+            .flatten()
+            .collect()
+    } else {
+        return Ok(vec![sized(path)]);
+    };
+    files.retain(|p| {
+        p.is_file()
+            && p.file_name()
+                .is_some_and(|n| is_data(&n.to_string_lossy(), format))
+    });
+    files.sort();
+    Ok(files.into_iter().map(sized).collect())
+}
+
+/// A local file, with its size where it can be read.
+fn sized(path: PathBuf) -> (Source, Option<u64>) {
+    let bytes = std::fs::metadata(&path).ok().map(|m| m.len());
+    (Source::File(path), bytes)
 }

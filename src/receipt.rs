@@ -95,10 +95,8 @@ impl Receipts {
             finished: Finished { at, ..figures },
         };
         let written = std::fs::create_dir_all(&self.dir).and_then(|()| {
-            let text = serde_json::to_string(&receipt).map_err(std::io::Error::other)?;
-            let aside = self.path(item).with_extension("tmp");
-            std::fs::write(&aside, text)?;
-            std::fs::rename(&aside, self.path(item))
+            let text = serde_json::to_vec(&receipt).map_err(std::io::Error::other)?;
+            crate::output::write_atomically(&self.path(item), &text)
         });
         if let Err(e) = written {
             tracing::warn!("{}: cannot note the finished job: {e}", self.dir.display());

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::model::{TokenRequest, TokenResponse, TOKEN_EXPIRE_HEADER, TOKEN_PATH};
-use crate::backoff::Backoff;
+use crate::backoff::{sleep_until, Backoff};
 use crate::pace::Pacer;
 use crate::secret::Secret;
 
@@ -402,13 +402,6 @@ impl TokenProvider {
             );
         }
         Ok((Secret::new(answer.access_token), lifetime.min(MAX_LIFETIME)))
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

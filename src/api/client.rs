@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use reqwest::header::HeaderValue;
+use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use serde_json::value::RawValue;
 
 use crate::api::auth::Token;
 use crate::api::gateway::{gateway_code, quota_exhausted, retry_after, said};
-use crate::api::model::{LookupAnswer, LookupRequest, LOOKUP_PATH};
-use crate::api::transport::{self, Failed, Target};
+use crate::api::model::{LookupAnswer, LookupRequest, APP_KEY_HEADER, LOOKUP_PATH};
+use crate::api::transport::describe_reqwest;
 use crate::config::Api;
 use crate::key::CallKey;
 use crate::outcome::{Fields, LookupKind};
@@ -61,7 +61,8 @@ impl Verdict {
 
 pub struct Client {
     http: reqwest::Client,
-    target: Target,
+    /// As normalised (an IDN host in punycode, odd characters percent-encoded).
+    url: reqwest::Url,
     /// Made once: the header that does not change.
     app_key: HeaderValue,
 }
@@ -69,20 +70,16 @@ pub struct Client {
 impl Client {
     /// `api.base_url` has been checked by `config`, so the joined URL parses.
     pub fn new(http: reqwest::Client, api: &Api) -> Client {
-        let target = Target::parse(&format!("{}{LOOKUP_PATH}", api.base_url))
-            .expect("a checked base URL plus a fixed path, as normalised by url, is a URI");
+        let url = reqwest::Url::parse(&format!("{}{LOOKUP_PATH}", api.base_url))
+            .expect("a checked base URL plus a fixed path is a URL");
         let mut app_key =
             HeaderValue::try_from(api.app_key.as_str()).unwrap_or(HeaderValue::from_static(""));
         app_key.set_sensitive(true);
-        Client {
-            http,
-            target,
-            app_key,
-        }
+        Client { http, url, app_key }
     }
 
     pub fn url(&self) -> &str {
-        self.target.as_str()
+        self.url.as_str()
     }
 
     pub async fn attempt(&self, key: &CallKey, token: &Token) -> Attempt {
@@ -93,34 +90,45 @@ impl Client {
             agent_id: (&*key.agent_id).into(),
         };
         let body = serde_json::to_vec(&body).expect("four strings serialize");
-        let sent = transport::post(
-            &self.http,
-            &self.target,
-            token.bearer(),
-            &self.app_key,
-            body,
-        )
-        .await;
-        match sent {
-            Ok(reply) => Attempt {
-                verdict: classify(reply.status, &reply.body, &key.call_id)
-                    .with_request_id(&reply.headers),
-                status: Some(reply.status),
-                retry_after: retry_after(&reply.headers),
+        let sent = self
+            .http
+            .post(self.url.clone())
+            .header(AUTHORIZATION, token.bearer().clone())
+            .header(APP_KEY_HEADER, self.app_key.clone())
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .body(body)
+            .send()
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(e) => return Attempt::failed(&e, None),
+        };
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        match response.bytes().await {
+            Ok(body) => Attempt {
+                verdict: classify(status, &body, &key.call_id).with_request_id(&headers),
+                status: Some(status),
+                retry_after: retry_after(&headers),
             },
-            Err(Failed::Timeout { status }) => Attempt {
-                verdict: Verdict::Transient(
-                    LookupKind::Timeout,
-                    "no answer within --timeout".into(),
-                ),
-                status,
-                retry_after: None,
-            },
-            Err(Failed::Network { status, message }) => Attempt {
-                verdict: Verdict::Transient(LookupKind::Network, message),
-                status,
-                retry_after: None,
-            },
+            Err(e) => Attempt::failed(&e, Some(status)),
+        }
+    }
+}
+
+impl Attempt {
+    /// No complete answer: nothing, or not all of it, within `--timeout`, or a connection
+    /// that failed or broke; `status` when the head had come.
+    fn failed(e: &reqwest::Error, status: Option<u16>) -> Attempt {
+        let verdict = if e.is_timeout() {
+            Verdict::Transient(LookupKind::Timeout, "no answer within --timeout".into())
+        } else {
+            Verdict::Transient(LookupKind::Network, describe_reqwest(e))
+        };
+        Attempt {
+            verdict,
+            status,
+            retry_after: None,
         }
     }
 }

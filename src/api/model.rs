@@ -64,82 +64,38 @@ pub struct LookupRequest<'a> {
 /// phone number of any length keeps its exact digits: nothing here passes through `f64`.
 /// The client interprets them (`api::client`); the simulator writes them verbatim.
 #[derive(Serialize, Deserialize, Default, Debug)]
+#[serde(default, rename_all = "camelCase")]
 pub struct LookupAnswer<'a> {
-    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    #[serde(borrow, skip_serializing_if = "Option::is_none")]
     pub caller: Option<&'a RawValue>,
-    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    #[serde(borrow, skip_serializing_if = "Option::is_none")]
     pub called: Option<&'a RawValue>,
-    #[serde(
-        borrow,
-        default,
-        rename = "mediaAbility",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(borrow, skip_serializing_if = "Option::is_none")]
     pub media_ability: Option<&'a RawValue>,
-    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    #[serde(borrow, skip_serializing_if = "Option::is_none")]
     pub calldata: Option<&'a RawValue>,
-    #[serde(
-        borrow,
-        default,
-        rename = "callId",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(borrow, skip_serializing_if = "Option::is_none")]
     pub call_id: Option<&'a RawValue>,
-    #[serde(
-        borrow,
-        default,
-        rename = "callSkillId",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(borrow, skip_serializing_if = "Option::is_none")]
     pub call_skill_id: Option<&'a RawValue>,
-    #[serde(
-        borrow,
-        default,
-        rename = "callSkill",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(borrow, skip_serializing_if = "Option::is_none")]
     pub call_skill: Option<&'a RawValue>,
-    #[serde(
-        borrow,
-        default,
-        rename = "callType",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(borrow, skip_serializing_if = "Option::is_none")]
     pub call_type: Option<&'a RawValue>,
     /// The status fields other CEC APIs answer with (`../shared/cec-api.md` section 3): a
     /// failure code there is the platform's refusal, never "no such call".
-    #[serde(
-        borrow,
-        default,
-        rename = "returnCode",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(borrow, skip_serializing_if = "Option::is_none")]
     pub return_code: Option<&'a RawValue>,
-    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    #[serde(borrow, skip_serializing_if = "Option::is_none")]
     pub description: Option<&'a RawValue>,
-    #[serde(
-        borrow,
-        default,
-        rename = "resultCode",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(borrow, skip_serializing_if = "Option::is_none")]
     pub result_code: Option<&'a RawValue>,
-    #[serde(
-        borrow,
-        default,
-        rename = "resultDesc",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(borrow, skip_serializing_if = "Option::is_none")]
     pub result_desc: Option<&'a RawValue>,
-    #[serde(
-        borrow,
-        default,
-        rename = "resultMessage",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(borrow, skip_serializing_if = "Option::is_none")]
     pub result_message: Option<&'a RawValue>,
-    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    #[serde(borrow, skip_serializing_if = "Option::is_none")]
     pub retcode: Option<&'a RawValue>,
-    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    #[serde(borrow, skip_serializing_if = "Option::is_none")]
     pub message: Option<&'a RawValue>,
 }

@@ -1,95 +1,13 @@
-//! How a request reaches the server, and what comes back: a status, headers and the whole
-//! body, or why none came. One reqwest client for the run, tokens and lookups alike: one
-//! proxy path (`HTTPS_PROXY`/`NO_PROXY`), one timeout, one set of TLS roots, no redirect
-//! followed, one describer of failures. (Lookups went through hyper directly for 18% less
+//! The run's one HTTP client, for tokens and lookups alike: one proxy path
+//! (`HTTPS_PROXY`/`NO_PROXY`), one timeout, one set of TLS roots, no redirect followed, one
+//! describer of failures. (Lookups went through hyper directly for 18% less
 //! CPU per row on an unlimited benchmark: 0.05% of a core at the default 20 a second.)
 
 use std::error::Error as StdError;
 use std::time::Duration;
 
-use bytes::Bytes;
-use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
-
-use super::model::APP_KEY_HEADER;
-
 /// The `User-Agent` of every request.
 pub const AGENT: &str = concat!("callinfo/", env!("CARGO_PKG_VERSION"));
-
-/// A complete HTTP answer.
-pub struct Reply {
-    pub status: u16,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-}
-
-/// No complete answer.
-#[derive(Debug)]
-pub enum Failed {
-    /// Nothing, or not all of it, within `--timeout`; `status` when the head had come.
-    Timeout { status: Option<u16> },
-    /// The connection failed or broke; `status` when the head had come.
-    Network {
-        status: Option<u16>,
-        message: String,
-    },
-}
-
-/// Where lookups go, parsed once.
-pub struct Target {
-    url: reqwest::Url,
-}
-
-impl Target {
-    /// The URL as normalised (an IDN host in punycode, odd characters percent-encoded).
-    pub fn parse(url: &str) -> Option<Target> {
-        reqwest::Url::parse(url).ok().map(|url| Target { url })
-    }
-
-    pub fn as_str(&self) -> &str {
-        self.url.as_str()
-    }
-}
-
-/// POST a JSON `body` with the lookup's headers, through the run's client.
-pub async fn post(
-    client: &reqwest::Client,
-    target: &Target,
-    bearer: &HeaderValue,
-    app_key: &HeaderValue,
-    body: Vec<u8>,
-) -> Result<Reply, Failed> {
-    let response = client
-        .post(target.url.clone())
-        .header(AUTHORIZATION, bearer.clone())
-        .header(APP_KEY_HEADER, app_key.clone())
-        .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| failed(&e, None))?;
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| failed(&e, Some(status)))?;
-    Ok(Reply {
-        status,
-        headers,
-        body,
-    })
-}
-
-fn failed(e: &reqwest::Error, status: Option<u16>) -> Failed {
-    if e.is_timeout() {
-        Failed::Timeout { status }
-    } else {
-        Failed::Network {
-            status,
-            message: describe_reqwest(e),
-        }
-    }
-}
 
 /// One pooled keep-alive reqwest client for the whole run: the token requests and the
 /// lookups. reqwest's own retry of refused requests is off: a
@@ -185,17 +103,5 @@ fn hint(cause: &str) -> &'static str {
         "; check HTTPS_PROXY / NO_PROXY"
     } else {
         ""
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn targets_parse_as_normalised() {
-        let t = Target::parse("https://例え.jp/a b/x").unwrap();
-        assert_eq!(t.as_str(), "https://xn--r8jz45g.jp/a%20b/x");
-        assert!(Target::parse("http://127.0.0.1:8080/p").is_some());
     }
 }

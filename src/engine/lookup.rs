@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use super::queue::Job;
 use super::stats::Stats;
-use super::LookupError;
-use crate::api::auth::{Token, TokenProvider};
+use crate::api::auth::{AuthError, Token, TokenProvider};
 use crate::api::client::{Client, Verdict};
 use crate::api::gateway::stated_limit;
 use crate::backoff::Backoff;
@@ -38,7 +37,7 @@ pub enum Step {
     /// Ask again once this wait is over: a worker does not sit out the wait.
     After(Duration),
     /// Every row would fail this way: stop the run.
-    Fatal(LookupError),
+    Fatal(AuthError),
     /// The day's quota is used up: stop admitting rows, keep the journal (exit 75).
     QuotaExhausted(String),
 }
@@ -124,7 +123,7 @@ impl Lookups {
             }
             Verdict::Final(kind, message) => return failed(kind, message),
             Verdict::WrongUrl => {
-                return Step::Fatal(LookupError::WrongUrl {
+                return Step::Fatal(AuthError::WrongUrl {
                     url: self.client.url().to_owned(),
                 })
             }

@@ -108,58 +108,76 @@ impl Memo {
                 }
                 RowKey::Valid(key) => key,
             };
-            if let Some(slot) = resolved.get(&key.id) {
-                Stats::bump(&stats.deduplicated);
-                slots.push(slot.clone());
-                continue;
-            }
-            if let Some(cell) = self.inflight.lock().unwrap().get(&key.id) {
-                Stats::bump(&stats.deduplicated);
-                slots.push(Slot::Waiting(cell.clone()));
-                continue;
-            }
-            if let Some(outcome) = self.journal.pending(key.id) {
-                Stats::bump(&stats.deduplicated);
-                slots.push(Slot::Ready(outcome));
-                continue;
-            }
-            // In flight when the batch was read, finished and committed since.
-            let known = match from_stores {
-                Some(k) => k,
-                None => self.read_one(key.clone()).await?,
-            };
-            let outcome = match known {
-                Known::ThisRun(outcome) => {
+            let slot = match self.shared(key, &resolved) {
+                Some(slot) => {
                     Stats::bump(&stats.deduplicated);
-                    outcome
+                    slot
                 }
-                // Recorded again for this run, so that later rows with the key count as
-                // duplicates.
-                Known::Journal(outcome) => {
-                    Stats::bump(&stats.from_journal);
-                    self.journal.put(key, &outcome).await;
-                    outcome
-                }
-                Known::Cache(outcome) => {
-                    Stats::bump(&stats.from_cache);
-                    self.journal.put(key, &outcome).await;
-                    outcome
-                }
-                Known::Unknown | Known::Stale => {
-                    let cell = Arc::new(Cell::default());
-                    self.inflight.lock().unwrap().insert(key.id, cell.clone());
-                    let mut job = Job::new(keys.clone(), i, cell.clone());
-                    job.failed_before = matches!(known, Known::Stale);
-                    queue.push_fresh(job);
-                    resolved.insert(key.id, Slot::Waiting(cell.clone()));
-                    slots.push(Slot::Waiting(cell));
-                    continue;
+                None => {
+                    // In flight when the batch was read, finished and committed since.
+                    let known = match from_stores {
+                        Some(k) => k,
+                        None => self.read_one(key.clone()).await?,
+                    };
+                    let slot = self.settle(known, keys, i, queue, stats).await;
+                    resolved.insert(key.id, slot.clone());
+                    slot
                 }
             };
-            resolved.insert(key.id, Slot::Ready(outcome.clone()));
-            slots.push(Slot::Ready(outcome));
+            slots.push(slot);
         }
         Ok(slots)
+    }
+
+    /// What another row of this batch, a lookup in flight or this run's outcome not yet
+    /// committed already holds for `key`.
+    fn shared(&self, key: &CallKey, resolved: &IdMap<Slot>) -> Option<Slot> {
+        if let Some(slot) = resolved.get(&key.id) {
+            return Some(slot.clone());
+        }
+        if let Some(cell) = self.inflight.lock().unwrap().get(&key.id) {
+            return Some(Slot::Waiting(cell.clone()));
+        }
+        self.journal.pending(key.id).map(Slot::Ready)
+    }
+
+    /// Row `i`'s slot, from what the stores knew of its key: the outcome, or a lookup queued.
+    async fn settle(
+        &self,
+        known: Known,
+        keys: &Arc<[RowKey]>,
+        i: usize,
+        queue: &Queue,
+        stats: &Stats,
+    ) -> Slot {
+        let key = valid(&keys[i]);
+        let outcome = match known {
+            Known::ThisRun(outcome) => {
+                Stats::bump(&stats.deduplicated);
+                outcome
+            }
+            // Recorded again for this run, so that later rows with the key count as
+            // duplicates.
+            Known::Journal(outcome) => {
+                Stats::bump(&stats.from_journal);
+                self.journal.put(key, &outcome).await;
+                outcome
+            }
+            Known::Cache(outcome) => {
+                Stats::bump(&stats.from_cache);
+                self.journal.put(key, &outcome).await;
+                outcome
+            }
+            Known::Unknown | Known::Stale => {
+                let cell = Arc::new(Cell::default());
+                self.inflight.lock().unwrap().insert(key.id, cell.clone());
+                let mut job = Job::new(keys.clone(), i, cell.clone());
+                job.failed_before = matches!(known, Known::Stale);
+                queue.push_fresh(job);
+                return Slot::Waiting(cell);
+            }
+        };
+        Slot::Ready(outcome)
     }
 
     /// A lookup finished: keep it, then let later rows find it in the journal, not in flight.
@@ -170,7 +188,7 @@ impl Memo {
             Some(Cache::Redis(cache)) => cache.record(key, &outcome).await,
             None => {}
         }
-        cell.set(outcome);
+        let _ = cell.set(outcome);
         self.inflight.lock().unwrap().remove(&key.id);
     }
 

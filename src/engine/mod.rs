@@ -24,6 +24,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::auth::AuthError;
+use crate::backoff::sleep_until;
 use crate::input::{Batch, InputError, Read};
 use crate::key::RowKey;
 use crate::outcome::{LookupKind, Outcome};
@@ -42,19 +43,11 @@ use queue::{Cell, Job};
 /// Keys that must fail the same way, before any succeeds, to call a failure systemic.
 pub const SYSTEMIC_KEYS: u32 = 10;
 
-/// A lookup that cannot go on, for any row.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum LookupError {
-    #[error(transparent)]
-    Auth(#[from] AuthError),
-    #[error("{url} answered HTTP 404: wrong base URL or path; check --base-url")]
-    WrongUrl { url: String },
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
+    /// A lookup that cannot go on, for any row.
     #[error(transparent)]
-    Lookup(#[from] LookupError),
+    Lookup(#[from] AuthError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -153,14 +146,14 @@ impl Shared {
                         AuthError::QuotaExhausted { message, .. } => {
                             EngineError::QuotaExhausted(Quota::Daily(message))
                         }
-                        e => LookupError::from(e).into(),
+                        e => e.into(),
                     });
                     return;
                 }
                 let waiting = tokio::time::Instant::now();
                 if let Err(e) = l.pacer.ready().await {
                     self.queue.unclaim();
-                    self.fatal.set(LookupError::Auth(e.into()).into());
+                    self.fatal.set(e.into());
                     return;
                 }
                 l.stats.pacer_wait.record(waiting.elapsed());
@@ -416,13 +409,6 @@ fn release(held: &mut Held, stats: &Stats) -> bool {
         held.next += 1;
     }
     true
-}
-
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
 
 fn store_error(store: &crate::store::Store) -> EngineError {

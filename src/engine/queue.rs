@@ -15,18 +15,7 @@ use crate::key::{CallKey, RowKey};
 use crate::outcome::Outcome;
 
 /// Where the outcome of one lookup lands; every row with that key reads it from here.
-#[derive(Default)]
-pub struct Cell(OnceLock<Arc<Outcome>>);
-
-impl Cell {
-    pub fn get(&self) -> Option<&Arc<Outcome>> {
-        self.0.get()
-    }
-
-    pub fn set(&self, outcome: Arc<Outcome>) {
-        let _ = self.0.set(outcome);
-    }
-}
+pub type Cell = OnceLock<Arc<Outcome>>;
 
 /// One key to look up, and how its lookup has gone so far. The key stays in its batch's
 /// keys, shared: a job holds the batch's `Arc` and the row's index, not a copy.

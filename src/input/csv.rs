@@ -268,11 +268,7 @@ fn open_source(source: &Source) -> Result<(Box<dyn Read + Send>, Option<u64>), I
         }
         Source::Object(url) => {
             let bucket = crate::objects::Bucket::of(url)?;
-            let size = bucket
-                .size(url)?
-                .ok_or_else(|| crate::objects::ObjectError::NotFound {
-                    url: url.to_string(),
-                })?;
+            let size = bucket.existing_size(url)?;
             let reader = crate::objects::ObjectReader::new(bucket, url.clone(), size, 0);
             (Box::new(reader), Some(size))
         }

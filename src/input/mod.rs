@@ -285,9 +285,7 @@ impl Reader {
                 }
                 Source::Object(url) => {
                     let bucket = Bucket::of(url)?;
-                    let size = bucket.size(url)?.ok_or_else(|| ObjectError::NotFound {
-                        url: url.to_string(),
-                    })?;
+                    let size = bucket.existing_size(url)?;
                     let object = ObjectFile {
                         bucket,
                         url: url.clone(),

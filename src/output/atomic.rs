@@ -94,6 +94,15 @@ fn parent_dir(target: &Path) -> &Path {
     }
 }
 
+/// Write a whole small file atomically (a summary, a metrics file, a receipt): a reader
+/// sees the old file or the new one, never half of it.
+pub fn write_atomically(target: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = AtomicFile::create(target)?;
+    remove_leftovers(target, &[file.temp_path().to_owned()]);
+    file.write_all(bytes)?;
+    file.commit()
+}
+
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.tmp.write(buf)

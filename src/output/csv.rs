@@ -84,15 +84,12 @@ pub(super) fn writer<W: Write>(
         .from_writer(out))
 }
 
-fn io_error(name: &str, e: csv::Error) -> OutputError {
+pub(super) fn io_error(name: &str, e: csv::Error) -> OutputError {
     let source = match e.into_kind() {
         csv::ErrorKind::Io(io) => io,
         other => std::io::Error::other(format!("{other:?}")),
     };
-    OutputError::Io {
-        file: name.to_owned(),
-        source,
-    }
+    OutputError::io(name)(source)
 }
 
 impl CsvRows {
@@ -108,22 +105,16 @@ impl CsvRows {
             let empty = arrow_array::new_empty_array(field.data_type());
             let checked = Text::new(empty.as_ref()).map(|_| ());
             if let Err(e) = checked {
-                return Err(OutputError::Io {
-                    file: name.to_owned(),
-                    source: std::io::Error::other(format!(
-                        "column `{}` ({}) cannot be written as CSV text: {e}; write Parquet instead",
-                        field.name(),
-                        field.data_type()
-                    )),
-                });
+                return Err(OutputError::io(name)(std::io::Error::other(format!(
+                    "column `{}` ({}) cannot be written as CSV text: {e}; write Parquet instead",
+                    field.name(),
+                    field.data_type()
+                ))));
             }
         }
-        let io = |source| OutputError::Io {
-            file: name.to_owned(),
-            source,
-        };
-        let encoder = Encoder::new(sink, codec).map_err(io)?;
-        let mut writer = writer(encoder, layout.delimiter, layout.excel).map_err(io)?;
+        let io = OutputError::io(name);
+        let encoder = Encoder::new(sink, codec).map_err(&io)?;
+        let mut writer = writer(encoder, layout.delimiter, layout.excel).map_err(&io)?;
         let header = schema
             .fields()
             .iter()
@@ -143,12 +134,8 @@ impl CsvRows {
             .iter()
             .map(|a| Text::new(a.as_ref()))
             .collect::<Result<Vec<Text>, _>>()
-            .map_err(|e| OutputError::Io {
-                file: name.to_owned(),
-                source: std::io::Error::other(e.to_string()),
-            })?;
+            .map_err(|e| OutputError::io(name)(std::io::Error::other(e)))?;
         let mut text = String::new();
-        let mut int_buf = itoa::Buffer::new();
         let err = |e| io_error(name, e);
         let w = &mut self.writer;
         for (row, outcome) in done.outcomes.iter().enumerate() {
@@ -158,7 +145,7 @@ impl CsvRows {
             for column in &self.columns.columns {
                 match column.value(outcome) {
                     Value::Text(v) => w.write_field(v.unwrap_or("")),
-                    Value::Int(v) => write_int(w, &mut int_buf, v),
+                    Value::Int(v) => w.write_field(v.map_or(String::new(), |v| v.to_string())),
                 }
                 .map_err(err)?;
             }
@@ -168,26 +155,8 @@ impl CsvRows {
     }
 
     pub(super) fn finish(self, name: &str) -> Result<Sink, OutputError> {
-        let io = |source| OutputError::Io {
-            file: name.to_owned(),
-            source,
-        };
-        let encoder = self
-            .writer
-            .into_inner()
-            .map_err(|e| io(std::io::Error::new(e.error().kind(), e.error().to_string())))?;
+        let io = OutputError::io(name);
+        let encoder = self.writer.into_inner().map_err(|e| io(e.into_error()))?;
         encoder.finish().map_err(io)
-    }
-}
-
-/// An integer cell, formatted without allocating (empty when absent).
-fn write_int(
-    w: &mut csv::Writer<Encoder>,
-    buf: &mut itoa::Buffer,
-    v: Option<i64>,
-) -> csv::Result<()> {
-    match v {
-        Some(v) => w.write_field(buf.format(v)),
-        None => w.write_field(""),
     }
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 
-pub use atomic::{remove_leftovers, AtomicFile};
+pub use atomic::{remove_leftovers, write_atomically, AtomicFile};
 
 use crate::input::{FieldSpec, Format};
 use crate::key::RowKey;
@@ -113,6 +113,17 @@ pub enum OutputError {
     ColumnClash { column: String },
 }
 
+impl OutputError {
+    /// The write error of `file`, for `map_err`.
+    pub fn io(file: impl std::fmt::Display) -> impl Fn(io::Error) -> OutputError {
+        let file = file.to_string();
+        move |source| OutputError::Io {
+            file: file.clone(),
+            source,
+        }
+    }
+}
+
 /// A byte sink: an atomic file, an upload, or stdout.
 pub enum Sink {
     File(AtomicFile),
@@ -157,10 +168,7 @@ impl Sink {
     }
 
     fn commit(self, name: &str) -> Result<(), OutputError> {
-        let io = |source| OutputError::Io {
-            file: name.to_owned(),
-            source,
-        };
+        let io = OutputError::io(name);
         match self {
             Sink::File(f) => f.commit().map_err(io),
             Sink::Object(u) => u.commit().map_err(io),

@@ -27,12 +27,8 @@ impl Report {
         let name = dest.name();
         let file = Sink::open(dest, uploads)?;
         let delimiter = if layout.excel { layout.delimiter } else { b',' };
-        let writer = super::csv::writer(file, delimiter, layout.excel).map_err(|source| {
-            OutputError::Io {
-                file: name.clone(),
-                source,
-            }
-        })?;
+        let writer =
+            super::csv::writer(file, delimiter, layout.excel).map_err(OutputError::io(&name))?;
         let mut report = Report { writer, name };
         report
             .writer
@@ -46,27 +42,20 @@ impl Report {
     }
 
     fn error(&self, e: csv::Error) -> OutputError {
-        OutputError::Io {
-            file: self.name.clone(),
-            source: std::io::Error::other(e.to_string()),
-        }
+        super::csv::io_error(&self.name, e)
     }
 
     pub(super) fn write(&mut self, done: &Done) -> Result<(), OutputError> {
-        let mut row_buf = itoa::Buffer::new();
-        let mut status_buf = itoa::Buffer::new();
-        let mut attempts_buf = itoa::Buffer::new();
         for (i, (outcome, key)) in done.outcomes.iter().zip(done.keys.iter()).enumerate() {
             let Some(f) = outcome.failure() else { continue };
-            let row = row_buf.format(done.first_row + i as u64);
-            let status = f.http_status.map_or("", |s| status_buf.format(s));
-            let attempts = attempts_buf.format(f.attempts);
+            let row = (done.first_row + i as u64).to_string();
+            let status = f.http_status.map_or(String::new(), |s| s.to_string());
             let record = [
-                row,
+                &row,
                 key.call_id(),
                 f.kind.as_str(),
-                status,
-                attempts,
+                &status,
+                &f.attempts.to_string(),
                 &f.message,
             ];
             if let Err(e) = self.writer.write_record(record) {
@@ -78,10 +67,10 @@ impl Report {
 
     pub(super) fn finish(self) -> Result<(), OutputError> {
         let name = self.name;
-        let file = self.writer.into_inner().map_err(|e| OutputError::Io {
-            file: name.clone(),
-            source: std::io::Error::new(e.error().kind(), e.error().to_string()),
-        })?;
+        let file = self
+            .writer
+            .into_inner()
+            .map_err(|e| OutputError::io(&name)(e.into_error()))?;
         file.commit(&name)
     }
 }

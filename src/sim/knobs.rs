@@ -1,12 +1,12 @@
 //! The simulator's command-line knobs: how it should misbehave. With none given it answers
 //! every valid request correctly, at once, with no limit.
 
-use std::fmt;
+use crate::secret::Secret;
 
 /// Flags of `callinfo simulate`, flattened into its subcommand by the CLI.
 ///
 /// Every random share is drawn from `--seed`, so a failing test can be replayed exactly.
-#[derive(clap::Args, Clone)]
+#[derive(clap::Args, Clone, Debug)]
 pub struct Knobs {
     /// App key the token endpoint accepts.
     #[arg(
@@ -16,14 +16,16 @@ pub struct Knobs {
         hide_env_values = true
     )]
     pub app_key: String,
-    /// App secret the token endpoint accepts.
+    /// App secret the token endpoint accepts (a [`Secret`]: never in a log line, even a
+    /// simulator's).
     #[arg(
         long,
         env = "CEC_APP_SECRET",
         default_value = "demo",
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = |s: &str| Ok::<_, std::convert::Infallible>(Secret::new(s))
     )]
-    pub app_secret: String,
+    pub app_secret: Secret,
     /// Seeds every random share (per-request faults, token errors).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -125,7 +127,7 @@ impl Default for Knobs {
     fn default() -> Self {
         Knobs {
             app_key: "demo".into(),
-            app_secret: "demo".into(),
+            app_secret: Secret::new("demo"),
             seed: 1,
             token_lifetime: 3600,
             limit: 0,
@@ -156,42 +158,6 @@ impl Default for Knobs {
     }
 }
 
-/// Written by hand so that the secret never reaches a log line, even a simulator's.
-impl fmt::Debug for Knobs {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Knobs")
-            .field("app_key", &self.app_key)
-            .field("app_secret", &"***")
-            .field("seed", &self.seed)
-            .field("token_lifetime", &self.token_lifetime)
-            .field("limit", &self.limit)
-            .field("limit_per_minute", &self.limit_per_minute)
-            .field("gateway", &self.gateway)
-            .field("retry_after", &self.retry_after)
-            .field("retry_after_date", &self.retry_after_date)
-            .field("latency_ms", &self.latency_ms)
-            .field("error_share", &self.error_share)
-            .field("error_status", &self.error_status)
-            .field("drop_share", &self.drop_share)
-            .field("hang_share", &self.hang_share)
-            .field("malformed_share", &self.malformed_share)
-            .field("not_found_share", &self.not_found_share)
-            .field("long_number_share", &self.long_number_share)
-            .field("string_numbers", &self.string_numbers)
-            .field("token_error_share", &self.token_error_share)
-            .field("token_latency_ms", &self.token_latency_ms)
-            .field("token_fail_from", &self.token_fail_from)
-            .field("token_fail_count", &self.token_fail_count)
-            .field("token_fail_status", &self.token_fail_status)
-            .field("token_expires", &self.token_expires)
-            .field("slow_ms", &self.slow_ms)
-            .field("tls_dir", &self.tls_dir)
-            .field("token_redirect", &self.token_redirect)
-            .field("daily_quota", &self.daily_quota)
-            .finish()
-    }
-}
-
 fn parse_share(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
@@ -215,7 +181,7 @@ mod tests {
         let mut parsed = Cli::parse_from(["simulate"]).knobs;
         // The environment of the test run may set these two.
         parsed.app_key = "demo".into();
-        parsed.app_secret = "demo".into();
+        parsed.app_secret = Secret::new("demo");
         assert_eq!(format!("{parsed:?}"), format!("{:?}", Knobs::default()));
     }
 

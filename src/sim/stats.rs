@@ -35,7 +35,6 @@ pub(super) struct Stats {
 #[derive(Default)]
 struct Inner {
     token_requests: u64,
-    tokens_issued: u64,
     lookup_requests: u64,
     /// Keyed by a 64-bit hash of the call ID, so millions of IDs stay small: requests so
     /// far, and when the first came.
@@ -58,7 +57,6 @@ struct Inner {
     max_admitted_minute: usize,
     per_second: Vec<u64>,
     in_flight: u64,
-    max_in_flight: u64,
     /// The distinct `agentId`s of valid lookups (the first 100), so a test can see which
     /// IDs a client sent.
     agent_ids: std::collections::BTreeSet<String>,
@@ -160,17 +158,7 @@ impl Stats {
 
     /// Counts one answer under `label`: a status code, or `dropped` / `hung`.
     pub(super) fn record(&self, label: &str) {
-        let mut s = self.lock();
-        match s.by_status.get_mut(label) {
-            Some(count) => *count += 1,
-            None => {
-                s.by_status.insert(label.to_owned(), 1);
-            }
-        }
-    }
-
-    pub(super) fn token_issued(&self) {
-        self.lock().tokens_issued += 1;
+        *self.lock().by_status.entry(label.to_owned()).or_default() += 1;
     }
 
     pub(super) fn agent_id(&self, id: &str) {
@@ -183,7 +171,6 @@ impl Stats {
     pub(super) fn enter(&self) -> InFlight<'_> {
         let mut s = self.lock();
         s.in_flight += 1;
-        s.max_in_flight = s.max_in_flight.max(s.in_flight);
         InFlight(self)
     }
 
@@ -191,7 +178,6 @@ impl Stats {
         let s = self.lock();
         json!({
             "token_requests": s.token_requests,
-            "tokens_issued": s.tokens_issued,
             "lookup_requests": s.lookup_requests,
             "distinct_call_ids": s.per_call_id.len(),
             "max_requests_per_call_id": s.max_per_call_id,
@@ -203,9 +189,7 @@ impl Stats {
             "max_admitted_in_sliding_second": s.max_admitted,
             "max_admitted_in_sliding_minute": s.max_admitted_minute,
             "in_flight": s.in_flight,
-            "max_in_flight": s.max_in_flight,
             "agent_ids": s.agent_ids,
-            "uptime_ms": self.start.elapsed().as_millis() as u64,
         })
     }
 

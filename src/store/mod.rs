@@ -5,8 +5,11 @@
 //!
 //! One owner per file: writes go through one thread behind a bounded channel, which commits
 //! whatever has arrived in one transaction (group commit: what arrives during one commit goes
-//! in the next), durably (`synchronous = FULL`: a kill or a power cut loses only the records
-//! not yet committed), and ends on an explicit `Close`. Until its commit, a record is
+//! in the next) and ends on an explicit `Close`. A kill loses only the records not yet
+//! committed; a power cut, at most what SQLite had not yet checkpointed (its default, every
+//! 1000 pages): the rerun looks those up again. Not fsyncing every commit
+//! (`synchronous = NORMAL`) halves the CPU of an unlimited run (72 to 37 us a row measured:
+//! the fsyncs cost as much system time as the rest of the run). Until its commit, a record is
 //! answered from memory (`pending`). Reads are blocking SQLite calls: callers run them off
 //! the async thread, a batch of keys in one read transaction. A write that fails is not
 //! retried: the store says so through [`Store::failed`], and the engine stops the run.
@@ -34,6 +37,11 @@ const MAX_GROUP: usize = 8192;
 /// Records queued for the writer at most: a stalled disk slows the lookups down instead of
 /// filling memory.
 const QUEUE: usize = 4 * MAX_GROUP;
+/// A group of fewer records waits this long for company first: each commit costs its file
+/// locks and WAL pages, and an unlimited 100k-row run took 1.5x the CPU without the wait
+/// (4.0 s against 6.3 s user+sys). A kill loses at most that much more.
+const GATHER: Duration = Duration::from_millis(1);
+const GATHER_UNTIL: usize = 256;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -234,7 +242,7 @@ impl Store {
         let mut writer_conn = Connection::open(path).map_err(&err)?;
         writer_conn.busy_timeout(file::BUSY_TIMEOUT).map_err(&err)?;
         writer_conn
-            .pragma_update(None, "synchronous", "FULL")
+            .pragma_update(None, "synchronous", "NORMAL")
             .map_err(&err)?;
         let pending: Pending = Arc::default();
         let failure = Arc::new(Broken::default());
@@ -485,12 +493,19 @@ fn write_loop(
             Some(Msg::Put(record)) => group.push(record),
             Some(Msg::Close) | None => open = false,
         }
-        while open && group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(Msg::Put(record)) => group.push(record),
-                Ok(Msg::Close) => open = false,
-                Err(_) => break,
+        let mut gather = |group: &mut Vec<Record>, open: &mut bool| {
+            while *open && group.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(Msg::Put(record)) => group.push(record),
+                    Ok(Msg::Close) => *open = false,
+                    Err(_) => break,
+                }
             }
+        };
+        gather(&mut group, &mut open);
+        if open && group.len() < GATHER_UNTIL {
+            std::thread::sleep(GATHER);
+            gather(&mut group, &mut open);
         }
         if group.is_empty() {
             continue;

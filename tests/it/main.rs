@@ -22,5 +22,6 @@ mod resume;
 mod secrets;
 mod shared;
 mod shutdown;
+mod sim;
 mod stress;
 mod tls;

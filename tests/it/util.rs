@@ -62,6 +62,15 @@ impl Sim {
         assert!(text.starts_with("HTTP/1.0 200"), "{text}");
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Wait for the simulator to exit (after a signal the test sent it).
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.child.wait().unwrap()
+    }
+
     pub fn stat(&self, name: &str) -> u64 {
         self.stats()[name]
             .as_u64()
