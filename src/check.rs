@@ -43,22 +43,37 @@ pub async fn run(args: CheckArgs) -> Result<Status, Error> {
         pacer.clone(),
         Backoff::new(0),
     ));
+    // The token keeper is this command's task: ended and awaited whatever the outcome.
     let keeper = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(tokens.clone().keep(keeper.clone()));
-    let _stop_keeper = keeper.drop_guard();
-    let token = token(&tokens).await?;
+    let keeping = tokio::spawn(tokens.clone().keep(keeper.clone()));
     let key = CallKey::new(
         args.call_id.as_deref().unwrap_or("callinfo-check").into(),
         or_placeholder(&args.user_id),
         or_placeholder(&args.tenant_id),
         or_placeholder(&args.agent_id),
     );
-    if let Err(e) = pacer.ready().await {
-        return fail(format!("Redis {e}"));
-    }
-    lookup(&client, &key, &token, args.call_id.is_some()).await?;
+    let probed = probe((&key, args.call_id.is_some()), &tokens, &pacer, &client).await;
+    keeper.cancel();
+    let _ = keeping.await;
+    probed?;
     println!("all good");
     Ok(Status::AllOk)
+}
+
+/// A token, then one lookup of `key` (`named` when the user gave its call ID), taking its
+/// turn in the quota.
+async fn probe(
+    (key, named): (&CallKey, bool),
+    tokens: &TokenProvider,
+    pacer: &Pacer,
+    client: &Client,
+) -> Result<(), Error> {
+    let token = token(tokens).await?;
+    if let Err(e) = pacer.ready().await {
+        return Err(Error::Check(format!("Redis {e}")));
+    }
+    lookup(client, key, &token, named).await?;
+    Ok(())
 }
 
 /// Each Redis named answers; the shared quota's, to take turns in.
@@ -187,10 +202,6 @@ fn explained(cause: String) -> String {
     }
 }
 
-fn fail(message: String) -> Result<Status, Error> {
-    Err(Error::Check(message))
-}
-
 fn or_placeholder(value: &str) -> Box<str> {
     if value.trim().is_empty() {
         "0".into()
@@ -199,7 +210,6 @@ fn or_placeholder(value: &str) -> Box<str> {
     }
 }
 
-/// Plain words for the causes people meet when setting up.
 /// A proxy URL may carry a password: show only its scheme, host and port.
 fn redact(proxy: &str) -> String {
     match reqwest::Url::parse(proxy) {

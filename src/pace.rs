@@ -378,7 +378,17 @@ impl Pacer {
     /// which is the quota's). A 429 with `Retry-After`, or a second key's within a second,
     /// is the quota's: hold every request for `retry_after`, and pace below the rate the
     /// server was seen to accept. A lone key's first 429 may be its own: it is noted only.
-    pub fn throttled(&self, key: Option<u64>, retry_after: Option<Duration>) {
+    /// The pause is shared with the other jobs on the quota, awaited by the request that
+    /// met the 429 (it waits out its back-off anyway).
+    pub async fn throttled(&self, key: Option<u64>, retry_after: Option<Duration>) {
+        let cut = self.note_429(key, retry_after);
+        if let (true, Some(shared), Some(wait)) = (cut, &self.shared, retry_after) {
+            shared.pause(wait).await;
+        }
+    }
+
+    /// Whether the 429 cut the pace (and so the pause is the quota's to share).
+    fn note_429(&self, key: Option<u64>, retry_after: Option<Duration>) -> bool {
         let mut s = self.state.lock().unwrap();
         let now = Instant::now();
         while s
@@ -392,7 +402,7 @@ impl Pacer {
             let others = s.throttled_keys.iter().any(|(k, _)| *k != key);
             s.throttled_keys.push_back((key, now));
             if retry_after.is_none() && !others {
-                return;
+                return false;
             }
         }
         if let Some(wait) = retry_after {
@@ -404,7 +414,7 @@ impl Pacer {
         if s.last_cut
             .is_some_and(|t| now.duration_since(t) < CUT_COOLDOWN)
         {
-            return;
+            return false;
         }
         s.forget_before(now);
         let seen = s.accepted.len() as f64 / WINDOW.as_secs_f64();
@@ -420,11 +430,7 @@ impl Pacer {
         s.throttled = Some(pace);
         s.last_cut = Some(now);
         s.last_raise = now;
-        drop(s);
-        if let (Some(shared), Some(wait)) = (&self.shared, retry_after) {
-            let shared = shared.clone();
-            tokio::spawn(async move { shared.pause(wait).await });
-        }
+        true
     }
 
     /// The pace requests go out at now: the adapted one, else `--rate`'s (`None`: no limit).

@@ -376,7 +376,7 @@ impl TokenProvider {
                 // The token endpoint counts against the same quota: the lookups slow too.
                 let stated = super::gateway::stated_limit(&String::from_utf8_lossy(&bytes));
                 if !stated.is_some_and(|limit| self.pacer.learn(limit)) {
-                    self.pacer.throttled(None, retry_after);
+                    self.pacer.throttled(None, retry_after).await;
                 }
                 return Err(FetchError::transient("HTTP 429".into(), retry_after));
             }

@@ -62,7 +62,7 @@ impl Lookups {
     /// for its window (the pacer) and a little jitter. A key throttled again while
     /// [`KEY_ONLY`] other answers passed is that key's problem: it backs off alone, the
     /// pace unchanged. Any other 429 is the pacer's to judge (see [`Pacer::throttled`]).
-    fn throttled(
+    async fn throttled(
         &self,
         job: &mut Job,
         message: &str,
@@ -85,7 +85,7 @@ impl Lookups {
             use std::hash::{Hash, Hasher};
             let mut key = std::hash::DefaultHasher::new();
             job.key().call_id.hash(&mut key);
-            self.pacer.throttled(Some(key.finish()), retry_after);
+            self.pacer.throttled(Some(key.finish()), retry_after).await;
         }
         None
     }
@@ -144,7 +144,7 @@ impl Lookups {
         let mut delay = None;
         if kind == LookupKind::RateLimited {
             Stats::bump(&self.stats.throttled);
-            delay = self.throttled(job, &message, attempt.retry_after);
+            delay = self.throttled(job, &message, attempt.retry_after).await;
         }
         if job.retries >= self.backoff.max_retries {
             return failed(kind, message);
