@@ -18,7 +18,7 @@ use crate::engine::memo::Cache;
 use crate::engine::progress::{Progress, ReadSoFar, Size};
 use crate::engine::{End, Engine, EngineError, Lookups, Memo, Quota, Shared, Stats};
 use crate::input::{key_sources, Batch, Format, InputError, KeySpec, Read, Reader};
-use crate::journal::{Ending, Journal, Ledger};
+use crate::journal::{Journal, Ledger};
 use crate::objects::{Bucket, ObjectUrl, UploadLog};
 use crate::output::{
     check_columns, remove_leftovers, Destination, Layout, OutputError, Uploads, Writer,
@@ -113,18 +113,15 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
     .await;
     let stats = &engine.shared.lookups.stats;
     let rerun_may_change = stats.rerun_may_change();
-    let ending = match result {
-        Ok((End::Complete, _)) if rerun_may_change == 0 => Ending::Done,
-        _ => Ending::RerunHasWork,
-    };
-    if let (Ending::Done, Some(receipts)) = (ending, receipts) {
+    let done = matches!(result, Ok((End::Complete, _))) && rerun_may_change == 0;
+    if let (true, Some(receipts)) = (done, receipts) {
         note_finished(receipts, &items, &pending, &whole, &files).await?;
     }
     let closed = blocking(move || {
         if let Some(Cache::File(store)) = cache {
             store.close()?;
         }
-        journal.close(ending)
+        journal.close(done)
     })
     .await;
     // A finished file skipped counts its failed rows, as the run that finished it did.

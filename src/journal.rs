@@ -12,15 +12,6 @@ use std::sync::{Arc, Mutex};
 use crate::objects::{ObjectUrl, UploadLog};
 use crate::store::{self, Environment, Role, Store, StoreError};
 
-/// How a run ended, as far as its journal cares.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Ending {
-    /// Nothing is left that a rerun could change: the journal has done its job.
-    Done,
-    /// A rerun has work: interrupted, failed, or rows it would look up again.
-    RerunHasWork,
-}
-
 pub struct Journal {
     store: Arc<Store>,
     ledger: Arc<Ledger>,
@@ -52,12 +43,13 @@ impl Journal {
         &self.ledger
     }
 
-    /// Commit and close; keep the file when a rerun needs it (or it holds anything after
-    /// an error), remove it when not. Blocking: run it off the async thread.
-    pub fn close(self, ending: Ending) -> Result<(), StoreError> {
+    /// Commit and close; remove the files when `done` (nothing is left that a rerun could
+    /// change: not interrupted, nothing failed that a rerun would look up again) or nothing
+    /// was recorded, keep them for the rerun otherwise. Blocking: run it off the async thread.
+    pub fn close(self, done: bool) -> Result<(), StoreError> {
         self.store.close()?;
         let empty = self.store.is_empty()?;
-        if (ending == Ending::Done || empty) && self.ledger.is_settled() {
+        if (done || empty) && self.ledger.is_settled() {
             store::remove_files(self.store.path());
             let _ = std::fs::remove_file(&self.ledger.path);
         }

@@ -9,11 +9,19 @@
 //!                            api (token, one request -> one classified verdict)
 //! ```
 //!
-//! - [`cli`] defines the command line; [`config`] checks it into a [`config::Job`].
-//! - [`enrich`], [`check`], [`demo`] and [`sim`] are the commands.
-//! - [`input`] reads batches and each row's [`key::CallKey`]; [`output`] writes them back.
-//! - [`api`] speaks to the CEC API; [`pace`] and [`backoff`] are the request discipline.
-//! - [`engine`] runs the lookups concurrently and releases rows in input order.
+//! - [`cli`] defines the command line; [`config`] checks it into a [`config::Job`], whose
+//!   files [`plan`] resolves.
+//! - [`enrich`], [`check`], [`demo`], [`cache`] and [`sim`] are the commands; `enrich::run`
+//!   reads as the stages of a run.
+//! - [`input`] reads batches and each row's [`key::CallKey`]; [`output`] writes them back,
+//!   [`outputs`] one file after another.
+//! - [`api`] speaks to the CEC API through one HTTP client; [`pace`] and [`backoff`] are the
+//!   request discipline.
+//! - [`engine`] runs the lookups concurrently (its tasks in one `JoinSet`) and releases rows
+//!   in input order.
+//! - [`store`] keeps outcomes in SQLite, one plain row per key: the run's [`journal`] (which
+//!   also owns the run's lock and its ledger of files) and a `--cache` file; [`redis`] is
+//!   the cache and quota shared across machines.
 //! - Modules are private to the crate but three: `cli` (for `main.rs`), and `output` and
 //!   `sim` (whose column names and answers the tests check against).
 //! - [`outcome`] is what a row ends with; [`summary`] is what a run ends with; a receipt

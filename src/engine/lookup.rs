@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::queue::Job;
+use super::queue::Queued;
 use super::stats::Stats;
 use crate::api::auth::{AuthError, Token, TokenProvider};
 use crate::api::client::{Client, Verdict};
@@ -64,7 +64,7 @@ impl Lookups {
     /// pace unchanged. Any other 429 is the pacer's to judge (see [`Pacer::throttled`]).
     async fn throttled(
         &self,
-        job: &mut Job,
+        job: &mut Queued,
         message: &str,
         retry_after: Option<Duration>,
     ) -> Option<Duration> {
@@ -91,7 +91,7 @@ impl Lookups {
     }
 
     /// Send one request for `job` with `token`, which the caller took just before its slot.
-    pub async fn attempt(&self, job: &mut Job, token: &Token) -> Step {
+    pub async fn attempt(&self, job: &mut Queued, token: &Token) -> Step {
         job.attempts += 1;
         Stats::bump(&self.stats.requests);
         let sent = tokio::time::Instant::now();

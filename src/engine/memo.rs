@@ -8,7 +8,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::queue::{Cell, Job, Queue};
+use super::queue::{Cell, Queue, Queued};
 use super::{EngineError, Slot};
 use crate::engine::Stats;
 use crate::key::{CallKey, IdMap, RowKey};
@@ -171,7 +171,7 @@ impl Memo {
             Known::Unknown | Known::Stale => {
                 let cell = Arc::new(Cell::default());
                 self.inflight.lock().unwrap().insert(key.id, cell.clone());
-                let mut job = Job::new(keys.clone(), i, cell.clone());
+                let mut job = Queued::new(keys.clone(), i, cell.clone());
                 job.failed_before = matches!(known, Known::Stale);
                 queue.push_fresh(job);
                 return Slot::Waiting(cell);

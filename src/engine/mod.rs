@@ -38,7 +38,7 @@ pub use queue::Queue;
 pub use stats::Stats;
 
 use lookup::Step;
-use queue::{Cell, Job};
+use queue::{Cell, Queued};
 
 /// Keys that must fail the same way, before any succeeds, to call a failure systemic.
 pub const SYSTEMIC_KEYS: u32 = 10;
@@ -195,7 +195,7 @@ impl Shared {
         }
     }
 
-    async fn finish(&self, job: Job, outcome: Outcome) {
+    async fn finish(&self, job: Queued, outcome: Outcome) {
         Stats::bump(&self.lookups.stats.lookups);
         let failed_again = job.failed_before && matches!(outcome, Outcome::Failed(_));
         if !failed_again {

@@ -19,7 +19,7 @@ pub type Cell = OnceLock<Arc<Outcome>>;
 
 /// One key to look up, and how its lookup has gone so far. The key stays in its batch's
 /// keys, shared: a job holds the batch's `Arc` and the row's index, not a copy.
-pub struct Job {
+pub struct Queued {
     keys: Arc<[RowKey]>,
     at: usize,
     pub cell: Arc<Cell>,
@@ -35,11 +35,11 @@ pub struct Job {
     pub throttled_at: Option<u64>,
 }
 
-impl Job {
+impl Queued {
     /// The job for row `at` of `keys`, which must be a valid key.
-    pub fn new(keys: Arc<[RowKey]>, at: usize, cell: Arc<Cell>) -> Job {
+    pub fn new(keys: Arc<[RowKey]>, at: usize, cell: Arc<Cell>) -> Queued {
         debug_assert!(matches!(keys[at], RowKey::Valid(_)));
-        Job {
+        Queued {
             keys,
             at,
             cell,
@@ -61,8 +61,8 @@ impl Job {
 
 #[derive(Default)]
 struct Lanes {
-    retry: VecDeque<Job>,
-    fresh: VecDeque<Job>,
+    retry: VecDeque<Queued>,
+    fresh: VecDeque<Queued>,
     /// Jobs queued that no worker has claimed yet.
     unclaimed: usize,
     /// Jobs taken by a worker and not yet done: requests in flight.
@@ -78,15 +78,15 @@ pub struct Queue {
 }
 
 impl Queue {
-    pub fn push_fresh(&self, job: Job) {
+    pub fn push_fresh(&self, job: Queued) {
         self.push(job, false)
     }
 
-    pub fn push_retry(&self, job: Job) {
+    pub fn push_retry(&self, job: Queued) {
         self.push(job, true)
     }
 
-    fn push(&self, job: Job, retry: bool) {
+    fn push(&self, job: Queued, retry: bool) {
         let mut lanes = self.lanes.lock().unwrap();
         if lanes.closed {
             return;
@@ -130,7 +130,7 @@ impl Queue {
     }
 
     /// The job to send now, retries first; `None` once closed. The caller holds a claim.
-    pub fn take(&self) -> Option<Job> {
+    pub fn take(&self) -> Option<Queued> {
         let mut lanes = self.lanes.lock().unwrap();
         if lanes.closed {
             return None;
