@@ -135,12 +135,18 @@ fn format(conn: &Connection, role: Role, name: &str, migrating: bool) -> Result<
 }
 
 /// Bring a file of format `from` to this one, in one transaction: the only place that
-/// knows earlier formats.
+/// knows earlier formats. Two jobs opening one old cache at the same moment: the second
+/// waits for the first's transaction, then finds the file migrated.
 fn migrate(conn: &Connection, from: i32) -> rusqlite::Result<()> {
     if from == 0 || from == FORMAT_VERSION {
         return conn.execute_batch(CREATE_OUTCOMES);
     }
-    conn.execute_batch("BEGIN IMMEDIATE; ALTER TABLE outcomes RENAME TO outcomes_old;")?;
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let now: i32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if now == FORMAT_VERSION {
+        return conn.execute_batch("COMMIT");
+    }
+    conn.execute_batch("ALTER TABLE outcomes RENAME TO outcomes_old")?;
     if from == 1 {
         // Entries from before `stored_at` count as stored now: their TTL starts today.
         conn.execute_batch(&format!(
@@ -154,9 +160,13 @@ fn migrate(conn: &Connection, from: i32) -> rusqlite::Result<()> {
     } else {
         from_packed(conn)?;
     }
-    conn.execute_batch(
-        "DROP TABLE IF EXISTS outcomes_old; DROP TABLE IF EXISTS strings; COMMIT; VACUUM;",
-    )
+    conn.execute_batch(&format!(
+        "DROP TABLE outcomes_old; DROP TABLE IF EXISTS strings;
+         PRAGMA user_version = {FORMAT_VERSION}; COMMIT;"
+    ))?;
+    // Compaction can wait for a moment when no other job has the file open.
+    let _ = conn.execute_batch("VACUUM");
+    Ok(())
 }
 
 /// Formats 1 and 2 kept the four key strings, and the same columns after them.

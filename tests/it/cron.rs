@@ -295,13 +295,10 @@ c.execute('PRAGMA application_id = 1128352844')
 c.execute('PRAGMA user_version = 2')
 c.commit()
 "#;
-    let ok = Command::new("python3")
-        .args(["-c", script])
-        .arg(path)
-        .arg(base_url)
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    python(
+        &script.replace("sys.argv[2]", &format!("{base_url:?}")),
+        path,
+    );
 }
 
 /// A cache written by callinfo's format 3: rows keyed by the call ID and 64 bits of the
@@ -342,13 +339,10 @@ c.execute('PRAGMA application_id = 1128352844')
 c.execute('PRAGMA user_version = 3')
 c.commit()
 "#;
-    let ok = Command::new("python3")
-        .args(["-c", script])
-        .arg(path)
-        .arg(base_url)
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    python(
+        &script.replace("sys.argv[2]", &format!("{base_url:?}")),
+        path,
+    );
 }
 
 #[test]
@@ -412,4 +406,44 @@ fn migrated_cache_answers(make: fn(&std::path::Path, &str)) {
     );
     assert_eq!(again.code, 3, "{again:?}");
     assert_eq!(sim.stat("lookup_requests"), 3, "all five from the cache");
+}
+
+#[test]
+fn two_jobs_opening_one_old_cache_together_both_use_it_migrated() {
+    // Each round a fresh format-3 cache, opened by two jobs at the same moment: one
+    // migrates it, the other waits for that and finds it migrated.
+    let sim = Sim::start(&[]);
+    let wd = Workdir::new();
+    for round in 0..3 {
+        let cache = wd.path(&format!("cache{round}.db"));
+        format_3_cache(&cache, &sim.url);
+        let children: Vec<_> = (0..2)
+            .map(|job| {
+                let mut keys = vec!["old-ok".to_string()];
+                keys.extend(ids(&format!("n{round}-{job}-"), 20));
+                let input = wd.write(&format!("in{round}-{job}.csv"), calls_csv(&keys));
+                let out = wd.path(&format!("out{round}-{job}.csv"));
+                let args = ["--rate", "0", "--progress", "never", "--cache"];
+                let mut args = args.to_vec();
+                args.push(cache.to_str().unwrap());
+                spawn_enrich(&sim, &input, &out, &args)
+            })
+            .collect();
+        for child in children {
+            let (code, stderr) = finish(child);
+            assert_eq!(code, 0, "round {round}: {stderr}");
+        }
+        for job in 0..2 {
+            let rows = read_csv(&wd.path(&format!("out{round}-{job}.csv")));
+            assert_eq!(
+                rows[1][5], "00861234",
+                "round {round}: the old answer, from the cache"
+            );
+        }
+    }
+    assert_eq!(
+        sim.stat("lookup_requests"),
+        3 * 2 * 20,
+        "old-ok never looked up"
+    );
 }
