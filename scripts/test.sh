@@ -24,6 +24,7 @@ export PROPTEST_RNG_SEED="${PROPTEST_RNG_SEED:-20261202}"
 # each other's locks within SQLite's 5 s busy timeout (two jobs on one cache file).
 ALONE=(
     combos::two_jobs_started_together_on_one_cache_file_both_finish
+    cron::two_jobs_opening_one_old_cache_together_both_use_it_migrated
     combos::check_takes_its_turns_in_the_shared_quota
     combos::jobs_of_mixed_rates_on_one_quota_are_held_to_the_smallest
     gateway::a_stated_limit_already_held_slows_the_job_as_a_plain_429
