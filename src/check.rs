@@ -36,9 +36,7 @@ pub async fn run(args: CheckArgs) -> Result<Status, Error> {
     let (http, client) = api::clients(&api, 1).map_err(Error::Setup)?;
     let tokens = Arc::new(TokenProvider::new(
         http.clone(),
-        &api.base_url,
-        api.app_key.clone(),
-        api.app_secret.clone(),
+        (&api.base_url, &api.app_key, &api.app_secret),
         Duration::from_secs(3600),
         pacer.clone(),
         Backoff::new(0),

@@ -19,10 +19,8 @@ use crate::FailOn;
 /// Everything an enrich run needs, checked.
 #[derive(Debug)]
 pub struct Job {
-    /// The files: each input, and where its rows and report go.
+    /// The files: each input, where its rows and report go, and the journal.
     pub plan: Plan,
-    /// Every finished lookup, so that a rerun redoes nothing: `OUTPUT.journal`.
-    pub journal: PathBuf,
     pub fresh: bool,
     pub cache: Option<PathBuf>,
     pub keys: KeySpec,
@@ -67,10 +65,7 @@ fn stop_at(deadline: Option<ClockTime>, max: Option<Duration>) -> Option<Window>
         after: d,
         flag: format!("--max-duration {}", humanize(d)),
     });
-    match (deadline, max) {
-        (Some(a), Some(b)) => Some(if a.after <= b.after { a } else { b }),
-        (a, b) => a.or(b),
-    }
+    deadline.into_iter().chain(max).min_by_key(|w| w.after)
 }
 
 /// `90s`, `15m`, `2h`, `30d`, as the flags are written.
@@ -110,20 +105,18 @@ impl Api {
         let base_url = check_url(&args.base_url)?;
         let ca_cert = match &args.ca_cert {
             None => None,
-            Some(path) => Some(std::fs::read(path).map_err(|source| ConfigError::CaCert {
-                path: path.display().to_string(),
-                message: source.to_string(),
-            })?),
-        };
-        if let Some(pem) = &ca_cert {
-            let certs = crate::api::transport::pem_certificates(pem);
-            if certs.is_empty() {
-                return Err(ConfigError::CaCert {
-                    path: args.ca_cert.unwrap_or_default().display().to_string(),
-                    message: "no PEM certificate in it".into(),
-                });
+            Some(path) => {
+                let bad = |message: String| ConfigError::CaCert {
+                    path: path.display().to_string(),
+                    message,
+                };
+                let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+                if crate::api::transport::pem_certificates(&pem).is_empty() {
+                    return Err(bad("no PEM certificate in it".into()));
+                }
+                Some(pem)
             }
-        }
+        };
         Ok(Api {
             base_url,
             app_key,
@@ -189,7 +182,6 @@ impl Job {
                 "--infer-types types the columns of a Parquet output; a CSV output keeps each cell's text as read: write .parquet, or leave --infer-types out",
             ));
         }
-        let journal = plan.journal.clone();
         let api = Api::from_args(args.api)?;
         let rate = Rate::parse(&args.rate).map_err(ConfigError::BadRate)?;
         if let Some(url) = &args.shared_quota {
@@ -218,7 +210,6 @@ impl Job {
         };
         Ok(Job {
             plan,
-            journal,
             fresh: args.fresh,
             cache: args.cache,
             keys: KeySpec {

@@ -100,7 +100,6 @@ fn demo_job(item: crate::plan::Item, journal: &Path, api: crate::config::Api) ->
     };
     Job {
         plan,
-        journal: journal.to_owned(),
         fresh: true,
         cache: None,
         keys: KeySpec::default(),

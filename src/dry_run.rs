@@ -6,11 +6,10 @@
 use std::collections::HashSet;
 
 use crate::config::Job;
-use crate::input::{KeySpec, Reader};
+use crate::input::Reader;
 use crate::key::{CallKey, RowKey};
-use crate::output::{check_columns, Destination, Layout};
+use crate::output::{check_columns, Destination};
 use crate::outputs::writer_for;
-use crate::plan::Item;
 use crate::store::{Environment, Peek, Role, StoreError};
 use crate::{Error, Status};
 
@@ -30,7 +29,7 @@ pub async fn run(job: Job) -> Result<Status, Error> {
     let env = Environment::new(&job.api.base_url, &job.api.app_key);
     let journal = match job.fresh {
         true => None,
-        false => Peek::open(&job.journal, Role::Journal, &env)?,
+        false => Peek::open(&job.plan.journal, Role::Journal, &env)?,
     };
     let cache = match &job.cache {
         Some(path) if crate::enrich::is_redis(path) => {
@@ -40,18 +39,13 @@ pub async fn run(job: Job) -> Result<Status, Error> {
         Some(path) => Peek::open(path, Role::Cache(job.ttl), &env)?,
         None => None,
     };
-    let (limit, many, items, keys, layout) = (
-        job.limit,
-        job.plan.many,
-        job.plan.items.clone(),
-        job.keys.clone(),
-        job.layout.clone(),
-    );
-    let plan = tokio::task::spawn_blocking(move || {
-        count(&items, many, &keys, &layout, limit, journal, cache)
+    let (job, plan) = tokio::task::spawn_blocking(move || {
+        let plan = count(&job, journal, cache);
+        (job, plan)
     })
     .await
-    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    let plan = plan?;
 
     let to_look_up = plan.distinct - plan.from_journal - plan.from_cache;
     let input = match job.plan.items.as_slice() {
@@ -93,20 +87,19 @@ pub async fn run(job: Job) -> Result<Status, Error> {
 /// when they do not.
 fn fits(secs: f64, rate: f64, window: &crate::config::Window) -> String {
     let left = window.after.as_secs_f64();
-    if secs <= left {
-        format!(
-            "{} leaves {} ({left:.0} s): the job fits",
-            window.flag,
-            clock(left)
-        )
+    let verdict = if secs <= left {
+        "the job fits".to_owned()
     } else {
         format!(
-            "{} leaves {} ({left:.0} s): the job does not fit; about {:.0} requests would wait for the next run (exit 75), or raise --rate if the quota allows",
-            window.flag,
-            clock(left),
+            "the job does not fit; about {:.0} requests would wait for the next run (exit 75), or raise --rate if the quota allows",
             (secs - left) * rate
         )
-    }
+    };
+    format!(
+        "{} leaves {} ({left:.0} s): {verdict}",
+        window.flag,
+        clock(left)
+    )
 }
 
 /// `1:02:03`.
@@ -115,79 +108,52 @@ fn clock(secs: f64) -> String {
     format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
-fn count(
-    items: &[Item],
-    many: bool,
-    keys: &KeySpec,
-    layout: &Layout,
-    limit: Option<u64>,
-    journal: Option<Peek>,
-    cache: Option<Peek>,
-) -> Result<Estimate, Error> {
+/// The whole input read as a run reads it, the outputs checked, the keys counted.
+fn count(job: &Job, journal: Option<Peek>, cache: Option<Peek>) -> Result<Estimate, Error> {
     let mut plan = Estimate::default();
-    let mut left = limit.unwrap_or(u64::MAX);
+    let mut left = job.limit.unwrap_or(u64::MAX);
     let mut seen: HashSet<u64> = HashSet::new();
-    for item in items {
-        let mut reader = Reader::open(&item.input, item.input_format, keys, &item.text)?;
+    let mut fresh: Vec<CallKey> = Vec::with_capacity(CHUNK);
+    for item in &job.plan.items {
+        let mut reader = Reader::open(&item.input, item.input_format, &job.keys, &item.text)?;
         // The output side is checked as a run would (directory, column names), then
         // dropped: its temporary files go with it. An object output, or a many-file run's
         // directory (which the run would create), or a report in a bucket, is only checked
         // for its columns.
         let object = |d: &Destination| matches!(d, Destination::Object(_));
-        if many || object(&item.output) || object(&item.errors) {
-            check_columns(&reader.schema, layout)?;
+        if job.plan.many || object(&item.output) || object(&item.errors) {
+            check_columns(&reader.schema, &job.layout)?;
         } else {
-            drop(writer_for(item, &reader.schema, layout, &None)?);
+            drop(writer_for(item, &reader.schema, &job.layout, &None)?);
         }
-        count_one(
-            &mut reader,
-            &mut left,
-            &mut seen,
-            &journal,
-            &cache,
-            &mut plan,
-        )?;
-    }
-    Ok(plan)
-}
-
-fn count_one(
-    reader: &mut Reader,
-    left: &mut u64,
-    seen: &mut HashSet<u64>,
-    journal: &Option<Peek>,
-    cache: &Option<Peek>,
-    plan: &mut Estimate,
-) -> Result<(), Error> {
-    let mut fresh: Vec<CallKey> = Vec::with_capacity(CHUNK);
-    while *left > 0 {
-        let Some(batch) = reader.next_batch() else {
-            break;
-        };
-        let mut batch = batch.map_err(Error::from)?;
-        batch.truncate(*left);
-        *left -= batch.data.num_rows() as u64;
-        for key in batch.keys {
-            plan.rows += 1;
-            match key {
-                RowKey::Invalid { .. } => plan.invalid += 1,
-                RowKey::Valid(k) => {
+        while left > 0 {
+            let Some(batch) = reader.next_batch() else {
+                break;
+            };
+            let mut batch = batch?;
+            batch.truncate(left);
+            left -= batch.data.num_rows() as u64;
+            for key in batch.keys {
+                plan.rows += 1;
+                match key {
+                    RowKey::Invalid { .. } => plan.invalid += 1,
                     // 64 of the digest's bits: 8 bytes a key, where the keys themselves
                     // would take a hundred (a collision between two of a billion keys is
                     // about one in 40).
-                    if seen.insert(k.id.low64() as u64) {
+                    RowKey::Valid(k) if seen.insert(k.id.low64() as u64) => {
                         plan.distinct += 1;
                         fresh.push(k);
                     }
+                    RowKey::Valid(_) => {}
                 }
             }
-        }
-        if fresh.len() >= CHUNK {
-            ask(&mut fresh, journal, cache, plan)?;
+            if fresh.len() >= CHUNK {
+                ask(&mut fresh, &journal, &cache, &mut plan)?;
+            }
         }
     }
-    ask(&mut fresh, journal, cache, plan)?;
-    Ok(())
+    ask(&mut fresh, &journal, &cache, &mut plan)?;
+    Ok(plan)
 }
 
 /// How many of `keys` the journal, then the cache, would answer.

@@ -20,23 +20,18 @@ use crate::engine::{End, Engine, EngineError, Lookups, Memo, Quota, Shared, Stat
 use crate::input::{key_sources, Batch, Format, InputError, KeySpec, Read, Reader};
 use crate::journal::{Journal, Ledger};
 use crate::objects::{Bucket, ObjectUrl, UploadLog};
-use crate::output::{
-    check_columns, remove_leftovers, Destination, Layout, OutputError, Uploads, Writer,
-};
+use crate::output::{check_columns, remove_leftovers, Destination, OutputError, Uploads, Writer};
 use crate::outputs::{entries, read_whole, write_all, writer_for, Files, Outputs, ReadWhole};
 use crate::pace::Pacer;
 use crate::plan::Item;
 use crate::receipt::{Finished, Receipts};
 use crate::redis::{Redis, RedisCache, SharedQuota};
 use crate::store::{blocking, Environment, Role, Store};
-use crate::summary::Summary;
+use crate::summary::{FileState, FileSummary, Summary};
 use crate::{api, metrics, Error, FailOn, Shutdown, Status};
 
 /// Batches queued between stages: enough to keep each busy, few enough to bound memory.
 const QUEUE: usize = 2;
-/// Input bytes the reorder window may hold while a slow row keeps its batch from the
-/// writer: rows behind it go on being looked up until this much waits.
-const WINDOW_BYTES: usize = 64 << 20;
 
 /// What a finished or interrupted run reports.
 pub struct Report {
@@ -74,12 +69,8 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
     let cache = open_cache(&job, &env).await?;
     let shared = open_shared_quota(&job, &env).await?;
     let journal = open_journal(&job, &env).await?;
-    let receipts = job.plan.receipts.clone().map(|dir| {
-        Arc::new(Receipts::new(
-            dir,
-            format!("{:?}|{:?}|{env:?}", job.layout, job.keys),
-        ))
-    });
+    let shape = format!("{:?}|{:?}|{env:?}", job.layout, job.keys);
+    let receipts = (job.plan.receipts.clone()).map(|dir| Arc::new(Receipts { dir, shape }));
     let (skipped, first) = take_stock(&job, journal.ledger(), receipts.clone(), first).await?;
     let pending: Vec<usize> = (0..items.len()).filter(|i| skipped[*i].is_none()).collect();
     let first = match first {
@@ -88,19 +79,17 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
     };
     let files: Files = Arc::new(Mutex::new(entries(&items, &skipped)));
     let whole = read_whole(items.len());
-    let outputs = Outputs::new(
-        items.clone(),
-        job.layout.clone(),
-        Some(journal.ledger().clone()),
-        job.plan.many.then(|| journal.ledger().clone()),
-        whole.clone(),
+    let outputs = Outputs {
+        items: items.clone(),
+        layout: job.layout.clone(),
+        uploads: Some(journal.ledger().clone()),
+        ledger: job.plan.many.then(|| journal.ledger().clone()),
+        whole: whole.clone(),
         first,
-        files.clone(),
-    );
+        current: None,
+        files: files.clone(),
+    };
     let reading = reading(&job, inputs, &pending, whole.clone());
-    let total_rows = reading
-        .total_rows
-        .map(|t| job.limit.map_or(t, |l| t.min(l)));
     let memo = Memo::new(journal.store().clone(), cache.clone());
     let engine = engine(&job, started, memo, shared)?;
     let exporter = job
@@ -111,8 +100,7 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
         &job, reading, outputs, &engine, &shutdown, &exporter, started,
     )
     .await;
-    let stats = &engine.shared.lookups.stats;
-    let rerun_may_change = stats.rerun_may_change();
+    let rerun_may_change = engine.shared.lookups.stats.rerun_may_change();
     let done = matches!(result, Ok((End::Complete, _))) && rerun_may_change == 0;
     if let (true, Some(receipts)) = (done, receipts) {
         note_finished(receipts, &items, &pending, &whole, &files).await?;
@@ -124,39 +112,45 @@ pub async fn run(job: Job, shutdown: Shutdown) -> Result<Report, Error> {
         journal.close(done)
     })
     .await;
-    // A finished file skipped counts its failed rows, as the run that finished it did.
-    let failed = stats.failed_total() + skipped.iter().flatten().map(|f| f.failed).sum::<u64>();
     let ended = result.and_then(|ended| {
         closed?;
         Ok(ended)
     });
-    let counts = Counts {
-        failed,
-        rerun_may_change,
-        total_rows,
-    };
-    conclude(&job, &engine, started, ended, counts, files, exporter).await
-}
-
-/// What the end of a run counts: its failed rows (those of finished files skipped too),
-/// those a rerun may change, and the input's rows where known.
-struct Counts {
-    failed: u64,
-    rerun_may_change: u64,
-    total_rows: Option<u64>,
+    conclude(&job, &engine, started, ended, files, exporter).await
 }
 
 /// Every input, opened once to check it: a missing column in the last file is reported
 /// before the first lookup. One file (perhaps stdin) is kept open; many are opened again
 /// in turn.
 async fn check_inputs(job: &Job) -> Result<Inputs, Error> {
-    let (items, keys, layout, many) = (
-        job.plan.items.clone(),
-        job.keys.clone(),
-        job.layout.clone(),
-        job.plan.many,
-    );
-    blocking(move || open_inputs(&items, &keys, &layout, many)).await
+    let (plan, keys, layout) = (job.plan.clone(), job.keys.clone(), job.layout.clone());
+    blocking(move || {
+        let mut inputs = Inputs {
+            first: None,
+            opened: Vec::new(),
+        };
+        for item in &plan.items {
+            let reader = Reader::open(&item.input, item.input_format, &keys, &item.text)?;
+            check_columns(&reader.schema, &layout)?;
+            match key_sources(&reader.schema, &keys) {
+                (sources, true) => tracing::info!("{}: {sources}", item.input.name()),
+                (sources, false) => tracing::debug!("{}: {sources}", item.input.name()),
+            }
+            // A CSV's bytes are what the progress estimate of its rows goes by.
+            let bytes = match item.input_format {
+                Format::Csv(_) => reader.total_bytes.or(item.input_bytes),
+                Format::Parquet => None,
+            };
+            inputs
+                .opened
+                .push((reader.schema.clone(), reader.total_rows, bytes));
+            if !plan.many {
+                inputs.first = Some(reader);
+            }
+        }
+        Ok(inputs)
+    })
+    .await
 }
 
 /// The writer of a single local output, made before the journal's lock.
@@ -187,14 +181,8 @@ async fn take_stock(
     let receipts = receipts.filter(|_| !job.fresh);
     let skipped =
         blocking(move || clear_leftovers(&items, &ledger, ours, many, receipts.as_deref())).await?;
-    let mut first = first;
-    if let Some((_, w)) = first.take_if(|(i, _)| skipped[*i].is_some()) {
-        blocking(move || {
-            w.abandon();
-            Ok::<_, Error>(())
-        })
-        .await?;
-    }
+    // A local file's writer: dropped, its temporary files go, and no upload is left.
+    let first = first.filter(|(i, _)| skipped[*i].is_none());
     Ok((skipped, first))
 }
 
@@ -210,7 +198,7 @@ async fn first_remote_writer(
         return Ok(None);
     };
     let item = job.plan.items[i].clone();
-    let schema = inputs.schemas[i].clone();
+    let schema = inputs.opened[i].0.clone();
     let layout = job.layout.clone();
     let uploads: Uploads = Some(ledger.clone());
     let w = blocking(move || writer_for(&item, &schema, &layout, &uploads)).await?;
@@ -219,17 +207,17 @@ async fn first_remote_writer(
 
 /// What the reader stage reads: the items left to write, and their sizes where known.
 fn reading(job: &Job, inputs: Inputs, pending: &[usize], whole: ReadWhole) -> Reading {
-    let items = &job.plan.items;
+    let opened = |i: &usize| &inputs.opened[*i];
     Reading {
-        first: inputs.first,
-        items: pending.iter().map(|&i| (i, items[i].clone())).collect(),
+        items: pending
+            .iter()
+            .map(|&i| (i, job.plan.items[i].clone()))
+            .collect(),
         keys: job.keys.clone(),
         whole,
-        total_rows: sum(pending.iter().map(|&i| inputs.rows[i])),
-        total_bytes: sum(pending.iter().map(|&i| match items[i].input_format {
-            Format::Csv(_) => inputs.bytes[i],
-            Format::Parquet => None,
-        })),
+        total_rows: pending.iter().map(|i| opened(i).1).sum(),
+        total_bytes: pending.iter().map(|i| opened(i).2).sum(),
+        first: inputs.first,
     }
 }
 
@@ -251,7 +239,10 @@ async fn drive(
     let keeping = tokio::spawn(tokens.clone().keep(keeper.clone()));
     let ticks = async {
         match exporter {
-            Some(e) => e.run(&|| figures(engine, started)).await,
+            Some(e) => {
+                e.run(&|| Summary::new(&engine.shared.lookups, started.elapsed()))
+                    .await
+            }
             None => std::future::pending().await,
         }
     };
@@ -264,23 +255,6 @@ async fn drive(
     result
 }
 
-/// The run's figures so far.
-fn figures(engine: &Engine, started: Instant) -> Summary {
-    let Lookups {
-        tokens,
-        pacer,
-        stats,
-        ..
-    } = &engine.shared.lookups;
-    Summary::new(
-        stats,
-        tokens.requests(),
-        pacer.effective_rate(),
-        started.elapsed(),
-        0,
-    )
-}
-
 /// A receipt for each output this run wrote whole, with its figures.
 async fn note_finished(
     receipts: Arc<Receipts>,
@@ -290,26 +264,14 @@ async fn note_finished(
     files: &Files,
 ) -> Result<(), Error> {
     let figures = files.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let written: Vec<(Item, Finished)> = pending
+    let written: Vec<(Item, FileSummary)> = pending
         .iter()
         .filter(|&&i| whole[i].load(std::sync::atomic::Ordering::Acquire))
-        .map(|&i| {
-            let f = &figures[i];
-            let (rows, ok, failed) = (f.rows, f.ok, f.failed);
-            (
-                items[i].clone(),
-                Finished {
-                    rows,
-                    ok,
-                    failed,
-                    at: 0,
-                },
-            )
-        })
+        .map(|&i| (items[i].clone(), figures[i].clone()))
         .collect();
     blocking(move || {
         for (item, figures) in written {
-            receipts.write(&item, figures);
+            receipts.write(&item, &figures);
         }
         Ok::<_, Error>(())
     })
@@ -323,17 +285,23 @@ async fn conclude(
     engine: &Engine,
     started: Instant,
     ended: Result<(End, Option<u64>), Error>,
-    counts: Counts,
     files: Files,
     exporter: Option<Exporter>,
 ) -> Result<Report, Error> {
-    let pacer = &engine.shared.lookups.pacer;
+    let Lookups { pacer, stats, .. } = &engine.shared.lookups;
+    let rerun_may_change = stats.rerun_may_change();
+    let files = files.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    // A finished file skipped counts its failed rows, as the run that finished it did.
+    let skipped = files
+        .iter()
+        .filter(|f| f.state == FileState::AlreadyComplete);
+    let failed = stats.failed_total() + skipped.map(|f| f.failed).sum::<u64>();
     let quota = match &ended {
         Ok((End::QuotaExhausted(q), _)) => Some(q.clone()),
         _ => None,
     };
     let status = ended.map(|(end, estimated)| {
-        let status = status_of(end, job.fail_on, counts.failed, counts.rerun_may_change);
+        let status = status_of(end, job.fail_on, failed, rerun_may_change);
         (status, estimated)
     });
     let code = match &status {
@@ -344,8 +312,8 @@ async fn conclude(
         exit_status: code,
         daily_quota_exhausted: matches!(quota, Some(Quota::Daily(_))),
         stated_limits: pacer.learned(),
-        files: files.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-        ..figures(engine, started)
+        files,
+        ..Summary::new(&engine.shared.lookups, started.elapsed())
     };
     if let Some(e) = exporter {
         e.finish(&summary, code).await;
@@ -354,15 +322,15 @@ async fn conclude(
     Ok(Report {
         status,
         summary,
-        total_rows: counts.total_rows.or(estimated_rows),
-        journal: job.journal.clone(),
+        total_rows: estimated_rows,
+        journal: job.plan.journal.clone(),
         window: job.stop.as_ref().map(|w| w.flag.clone()),
         quota,
         errors: match job.plan.items.as_slice() {
             [one] => one.errors.name(),
             _ => format!("the NAME.errors.csv reports in {}", job.plan.output),
         },
-        rerun_may_change: counts.rerun_may_change,
+        rerun_may_change,
         advice: pacer.advice(),
     })
 }
@@ -380,9 +348,7 @@ fn engine(
     let (http, client) = api::clients(&job.api, job.concurrency).map_err(Error::Setup)?;
     let tokens = Arc::new(TokenProvider::new(
         http,
-        &job.api.base_url,
-        job.api.app_key.clone(),
-        job.api.app_secret.clone(),
+        (&job.api.base_url, &job.api.app_key, &job.api.app_secret),
         job.token_lifetime,
         pacer.clone(),
         backoff,
@@ -399,8 +365,6 @@ fn engine(
     Ok(Engine {
         shared: Shared::new(lookups, memo),
         concurrency: job.concurrency,
-        window_bytes: WINDOW_BYTES,
-        read_ahead: 2 * job.concurrency,
         grace: job.api.timeout.min(Duration::from_secs(10)),
         stop_at: job
             .stop
@@ -447,26 +411,24 @@ async fn open_shared_quota(
     job: &Job,
     env: &Environment,
 ) -> Result<Option<Arc<SharedQuota>>, Error> {
-    Ok(match &job.shared_quota {
-        Some(url) => {
-            let redis = Redis::connect(url).await.map_err(EngineError::from)?;
-            Some(Arc::new(SharedQuota::new(redis, env)))
-        }
-        None => None,
-    })
+    let Some(url) = &job.shared_quota else {
+        return Ok(None);
+    };
+    let redis = Redis::connect(url).await.map_err(EngineError::from)?;
+    Ok(Some(Arc::new(SharedQuota::new(redis, env))))
 }
 
 /// The journal, locked for this run; a run that finds an earlier run's lookups there says
 /// so first.
 async fn open_journal(job: &Job, env: &Environment) -> Result<Journal, Error> {
-    let (path, fresh, env) = (job.journal.clone(), job.fresh, env.clone());
+    let (path, fresh, env) = (job.plan.journal.clone(), job.fresh, env.clone());
     let journal = blocking(move || Journal::open(&path, fresh, &env)).await?;
     let store = journal.store().clone();
     let kept = blocking(move || store.count()).await?;
     if kept > 0 {
         tracing::info!(
             "resuming: {kept} lookups of an earlier run are in {}; they are not asked again",
-            job.journal.display()
+            job.plan.journal.display()
         );
     }
     Ok(journal)
@@ -544,12 +506,9 @@ async fn pipeline(
     engine: &Engine,
     shutdown: &Shutdown,
 ) -> Result<(End, Option<u64>), Error> {
-    let stats = engine.shared.lookups.stats.clone();
     let read = Arc::new(ReadSoFar::default());
     let size = Size {
-        rows: reading
-            .total_rows
-            .map(|t| job.limit.map_or(t, |l| t.min(l))),
+        rows: reading.total_rows,
         bytes: reading.total_bytes.map(|t| (t, read.clone())),
         limit: job.limit,
     };
@@ -560,15 +519,12 @@ async fn pipeline(
     let (complete_tx, complete_rx) = oneshot::channel();
     let write_task = tokio::task::spawn_blocking(move || write_all(outputs, done_rx, complete_rx));
 
-    let pacer = engine.shared.lookups.pacer.clone();
     let progress = Progress::start(
         job.progress,
         job.log_fields,
         job.progress_interval,
-        stats,
-        pacer,
+        engine,
         size,
-        engine.stop_at,
     );
     let end = engine.run(batch_rx, done_tx, shutdown).await;
     // The engine has dropped its end of the reader's channel: the reader stops at its
@@ -603,43 +559,8 @@ struct Reading {
 /// Every input, opened once to check it.
 struct Inputs {
     first: Option<Reader>,
-    schemas: Vec<SchemaRef>,
-    rows: Vec<Option<u64>>,
-    bytes: Vec<Option<u64>>,
-}
-
-fn open_inputs(
-    items: &[Item],
-    keys: &KeySpec,
-    layout: &Layout,
-    many: bool,
-) -> Result<Inputs, Error> {
-    let mut inputs = Inputs {
-        first: None,
-        schemas: Vec::with_capacity(items.len()),
-        rows: Vec::with_capacity(items.len()),
-        bytes: Vec::with_capacity(items.len()),
-    };
-    for item in items {
-        let reader = Reader::open(&item.input, item.input_format, keys, &item.text)?;
-        check_columns(&reader.schema, layout)?;
-        match key_sources(&reader.schema, keys) {
-            (sources, true) => tracing::info!("{}: {sources}", item.input.name()),
-            (sources, false) => tracing::debug!("{}: {sources}", item.input.name()),
-        }
-        inputs.schemas.push(reader.schema.clone());
-        inputs.rows.push(reader.total_rows);
-        inputs.bytes.push(reader.total_bytes.or(item.input_bytes));
-        if !many {
-            inputs.first = Some(reader);
-        }
-    }
-    Ok(inputs)
-}
-
-/// The sum, when every part is known.
-fn sum(parts: impl Iterator<Item = Option<u64>>) -> Option<u64> {
-    parts.sum()
+    /// Each input's schema, its rows (Parquet) and its bytes (CSV), where known.
+    opened: Vec<(SchemaRef, Option<u64>, Option<u64>)>,
 }
 
 /// Under the lock: abort the uploads killed runs left, remove their temporary files, and

@@ -56,6 +56,16 @@ impl KeyId {
     }
 }
 
+/// The first `bytes` bytes of the SHA-256 of `text`, in hex: a name or tag made of a text
+/// that must not show (an app key) or that is too long for one.
+pub fn sha256_hex(text: &str, bytes: usize) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    digest.as_ref()[..bytes]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// A map keyed by calls' digests.
 pub type IdMap<V> = std::collections::HashMap<KeyId, V>;
 

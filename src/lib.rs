@@ -212,7 +212,7 @@ async fn enrich_command(
     if job.dry_run {
         return dry_run::run(job).await;
     }
-    let journal = job.journal.clone();
+    let journal = job.plan.journal.clone();
     let report = match enrich::run(job, shutdown).await {
         Ok(report) => report,
         // A store's own errors say what to do with it; any other stop that leaves a
@@ -252,7 +252,9 @@ async fn simulate(args: cli::SimulateArgs, shutdown: Shutdown) -> Result<Status,
         ),
         None => None,
     };
-    println!("listening on {}://{addr}", sim::scheme(&args.knobs));
+    // The scheme clients must use: `https` when the simulator was given `--tls-dir`.
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("listening on {scheme}://{addr}");
     use std::io::Write;
     let _ = std::io::stdout().flush();
     sim::serve(listener, args.knobs, tls, shutdown.stop.cancelled_owned())

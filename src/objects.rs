@@ -198,8 +198,7 @@ impl Bucket {
         self.runtime.block_on(f)
     }
 
-    /// The object's size, or `None` when it does not exist. Blocking.
-    /// The size of an object that must be there.
+    /// The size of an object that must be there. Blocking.
     pub fn existing_size(&self, url: &ObjectUrl) -> Result<u64, ObjectError> {
         let missing = || ObjectError::NotFound {
             url: url.to_string(),
@@ -207,6 +206,7 @@ impl Bucket {
         self.size(url)?.ok_or_else(missing)
     }
 
+    /// The object's size, or `None` when it does not exist. Blocking.
     pub fn size(&self, url: &ObjectUrl) -> Result<Option<u64>, ObjectError> {
         match self.wait(self.store.head(&url.location())) {
             Ok(meta) => Ok(Some(meta.size)),

@@ -26,19 +26,20 @@ pub fn read_whole(files: usize) -> ReadWhole {
 }
 
 pub struct Outputs {
-    items: Vec<Item>,
-    layout: Layout,
-    uploads: Uploads,
+    pub items: Vec<Item>,
+    pub layout: Layout,
+    pub uploads: Uploads,
     /// Set for a many-file run, whose complete files a rerun skips.
-    ledger: Option<Arc<Ledger>>,
-    whole: ReadWhole,
+    pub ledger: Option<Arc<Ledger>>,
+    pub whole: ReadWhole,
     /// A writer made before the run began (to check the output's directory early).
-    first: Option<(usize, Writer)>,
-    current: Option<Current>,
-    files: Files,
+    pub first: Option<(usize, Writer)>,
+    /// The file being written (`None` to begin with).
+    pub current: Option<Current>,
+    pub files: Files,
 }
 
-struct Current {
+pub struct Current {
     file: usize,
     writer: Writer,
     /// Failed rows a rerun may change: with any, the file is not noted as complete.
@@ -46,27 +47,6 @@ struct Current {
 }
 
 impl Outputs {
-    pub fn new(
-        items: Vec<Item>,
-        layout: Layout,
-        uploads: Uploads,
-        ledger: Option<Arc<Ledger>>,
-        whole: ReadWhole,
-        first: Option<(usize, Writer)>,
-        files: Files,
-    ) -> Outputs {
-        Outputs {
-            items,
-            layout,
-            uploads,
-            ledger,
-            whole,
-            first,
-            current: None,
-            files,
-        }
-    }
-
     fn write(&mut self, done: Done) -> Result<(), OutputError> {
         if self.current.as_ref().map(|c| c.file) != Some(done.file) {
             self.complete_current()?;

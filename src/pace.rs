@@ -14,6 +14,7 @@
 //! all later requests back, losing 6% of the quota; a larger burst breaks the guarantee.)
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -148,7 +149,7 @@ pub struct Pacer {
     shared: Option<Arc<SharedQuota>>,
     /// Answers that were not a 429, ever: a key throttled again while others passed is
     /// that key's problem, not the quota's.
-    accepted_total: std::sync::atomic::AtomicU64,
+    accepted_total: AtomicU64,
 }
 
 struct Adaptive {
@@ -239,7 +240,7 @@ impl Pacer {
             .collect();
         Pacer {
             shared,
-            accepted_total: std::sync::atomic::AtomicU64::new(0),
+            accepted_total: AtomicU64::new(0),
             state: Mutex::new(Adaptive {
                 rate,
                 ceiling,
@@ -323,8 +324,7 @@ impl Pacer {
 
     /// An answer came that was not a 429.
     pub fn accepted(&self) {
-        self.accepted_total
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.accepted_total.fetch_add(1, Relaxed);
         let mut s = self.state.lock().unwrap();
         let now = Instant::now();
         s.accepted.push_back(now);
@@ -333,8 +333,7 @@ impl Pacer {
 
     /// How many answers were not a 429 so far (see [`Pacer::accepted`]).
     pub fn accepted_total(&self) -> u64 {
-        self.accepted_total
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.accepted_total.load(Relaxed)
     }
 
     /// The gateway stated a limit in its 429: hold it from now on, as one more window
@@ -503,17 +502,10 @@ impl Adaptive {
     fn take_slot(&mut self) -> Option<Instant> {
         let now = Instant::now();
         let max_rate = self.pace();
-        let Some(pace) = self.throttled else {
-            let rate = max_rate?;
-            let slot = self.next_slot.max(now);
-            self.next_slot = slot + Duration::from_secs_f64(SPACING_MARGIN / rate);
-            return Some(slot);
-        };
         let quiet = now.duration_since(self.last_raise);
-        if quiet >= RAISE_EVERY {
+        if let (Some(pace), true) = (self.throttled, quiet >= RAISE_EVERY) {
             let steps = (quiet.as_secs_f64() / RAISE_EVERY.as_secs_f64()).floor();
-            let step = (pace * 0.01).max(0.5) * steps;
-            let raised = pace + step;
+            let raised = pace + (pace * 0.01).max(0.5) * steps;
             self.last_raise = now;
             if max_rate.is_some_and(|m| raised >= m) {
                 tracing::info!(
@@ -526,7 +518,7 @@ impl Adaptive {
             tracing::info!("pace {raised:.1}/s (was {pace:.1}/s): no 429 for {RAISE_EVERY:?}");
             self.throttled = Some(raised);
         }
-        let pace = self.throttled.unwrap_or(pace);
+        let pace = self.throttled.or(max_rate)?;
         let slot = self.next_slot.max(now);
         self.next_slot = slot + Duration::from_secs_f64(SPACING_MARGIN / pace);
         Some(slot)

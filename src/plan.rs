@@ -302,12 +302,7 @@ pub fn state_name(output: &str) -> String {
         })
         .take(96)
         .collect();
-    let digest = ring::digest::digest(&ring::digest::SHA256, output.as_bytes());
-    let tag: String = digest.as_ref()[..4]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("{readable}-{tag}")
+    format!("{readable}-{}", crate::key::sha256_hex(output, 4))
 }
 
 fn receipts_dir(req: &Request) -> Option<PathBuf> {

@@ -15,12 +15,13 @@ use crate::input::Source;
 use crate::objects::Bucket;
 use crate::output::Destination;
 use crate::plan::{state_name, Item};
+use crate::summary::FileSummary;
 
 /// The receipts of one job's outputs.
 pub struct Receipts {
-    dir: PathBuf,
-    /// What shapes every output of the job beyond its item (columns, keys, API).
-    shape: String,
+    pub dir: PathBuf,
+    /// What shapes every output of the job beyond its item (columns, keys, API), as text.
+    pub shape: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -53,19 +54,10 @@ pub struct Finished {
 }
 
 impl Receipts {
-    /// `shape`: the options that shape the outputs beyond each item, as text.
-    pub fn new(dir: PathBuf, shape: String) -> Receipts {
-        Receipts { dir, shape }
-    }
-
     /// The digest of everything that shapes `item`'s output.
     fn options(&self, item: &Item) -> String {
         let text = format!("{}|{item:?}", self.shape);
-        let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
-        digest.as_ref()[..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        crate::key::sha256_hex(&text, 16)
     }
 
     fn path(&self, item: &Item) -> PathBuf {
@@ -83,17 +75,21 @@ impl Receipts {
 
     /// Note `item` as finished with these figures. Blocking. A receipt that cannot be
     /// written costs only a rerun's work: it is logged, not fatal.
-    pub fn write(&self, item: &Item, figures: Finished) {
+    pub fn write(&self, item: &Item, figures: &FileSummary) {
         let at = std::time::SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let Some(made) = self.made(item) else {
             return;
         };
-        let receipt = Receipt {
-            made,
-            finished: Finished { at, ..figures },
+        let (rows, ok, failed) = (figures.rows, figures.ok, figures.failed);
+        let finished = Finished {
+            at,
+            rows,
+            ok,
+            failed,
         };
+        let receipt = Receipt { made, finished };
         let written = std::fs::create_dir_all(&self.dir).and_then(|()| {
             let text = serde_json::to_vec(&receipt).map_err(std::io::Error::other)?;
             crate::output::write_atomically(&self.path(item), &text)

@@ -171,14 +171,8 @@ fn describe(e: &redis::RedisError) -> String {
 
 /// Keys of one app: `callinfo:v1:{what}:{sha256(base URL, app key) prefix}`.
 fn app_key(env: &Environment, what: &str) -> String {
-    let digest = ring::digest::digest(
-        &ring::digest::SHA256,
-        format!("{}\n{}", env.base_url, env.app_key_sha256).as_bytes(),
-    );
-    let hex: String = digest.as_ref()[..12]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let env = format!("{}\n{}", env.base_url, env.app_key_sha256);
+    let hex = crate::key::sha256_hex(&env, 12);
     format!("callinfo:{VERSION}:{what}:{hex}")
 }
 

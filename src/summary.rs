@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::engine::Stats;
+pub use crate::engine::Quantiles;
+use crate::engine::{Lookups, Stats};
 use crate::outcome::LookupKind;
 
 #[derive(Serialize, Debug)]
@@ -78,34 +79,10 @@ pub enum FileState {
     NotWritten,
 }
 
-#[derive(Serialize, Debug, Clone, Copy)]
-pub struct Quantiles {
-    pub p50: f64,
-    pub p95: f64,
-    pub p99: f64,
-    pub max: f64,
-}
-
-impl Quantiles {
-    fn from([p50, p95, p99, max]: [f64; 4]) -> Quantiles {
-        Quantiles { p50, p95, p99, max }
-    }
-}
-
-impl std::fmt::Display for Quantiles {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}/{}/{} ms", self.p50, self.p95, self.p99, self.max)
-    }
-}
-
 impl Summary {
-    pub fn new(
-        stats: &Stats,
-        token_requests: u64,
-        pace_at_end: Option<f64>,
-        elapsed: Duration,
-        exit_status: u8,
-    ) -> Summary {
+    /// The figures of a run `elapsed` into it, before it ends.
+    pub fn new(lookups: &Lookups, elapsed: Duration) -> Summary {
+        let (stats, token_requests) = (&lookups.stats, lookups.tokens.requests());
         let secs = elapsed.as_secs_f64();
         let rows = Stats::get(&stats.rows);
         let lookup_requests = Stats::get(&stats.requests);
@@ -140,10 +117,13 @@ impl Summary {
             elapsed_s: (secs * 1000.0).round() / 1000.0,
             rows_per_s: per_s(rows),
             requests_per_s: per_s(lookup_requests + token_requests),
-            pace_at_end: pace_at_end.map(|r| (r * 10.0).round() / 10.0),
-            latency_ms: stats.latency.quantiles_ms().map(Quantiles::from),
-            pacer_wait_ms: stats.pacer_wait.quantiles_ms().map(Quantiles::from),
-            exit_status,
+            pace_at_end: lookups
+                .pacer
+                .effective_rate()
+                .map(|r| (r * 10.0).round() / 10.0),
+            latency_ms: stats.latency.quantiles_ms(),
+            pacer_wait_ms: stats.pacer_wait.quantiles_ms(),
+            exit_status: 0,
             daily_quota_exhausted: false,
             stated_limits: Vec::new(),
             files: Vec::new(),

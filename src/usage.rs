@@ -59,19 +59,16 @@ pub(crate) fn distinct_outputs(
     metrics: Option<&Path>,
     journal: &Path,
 ) -> Result<(), ConfigError> {
-    let mut files: Vec<(&'static str, &Path)> = vec![("the journal", journal)];
-    if let Some(e) = errors {
-        files.insert(0, ("--errors", e));
-    }
-    if let Some(o) = output {
-        files.insert(0, ("OUTPUT", o));
-    }
-    if let Some(s) = summary {
-        files.push(("--summary-json", s));
-    }
-    if let Some(m) = metrics {
-        files.push(("--metrics-file", m));
-    }
+    let files: Vec<(&'static str, &Path)> = [
+        ("OUTPUT", output),
+        ("--errors", errors),
+        ("the journal", Some(journal)),
+        ("--summary-json", summary),
+        ("--metrics-file", metrics),
+    ]
+    .into_iter()
+    .filter_map(|(flag, path)| Some((flag, path?)))
+    .collect();
     for (i, (first, a)) in files.iter().enumerate() {
         for (second, b) in &files[i + 1..] {
             if same_file(a, b) {

@@ -80,9 +80,7 @@ impl Token {
 
     /// The server accepted the token (any answer but 401).
     pub fn worked(&self) {
-        if !self.0.proven.load(Ordering::Relaxed) {
-            self.0.proven.store(true, Ordering::Relaxed);
-        }
+        self.0.proven.store(true, Ordering::Relaxed);
     }
 }
 
@@ -117,11 +115,10 @@ pub struct TokenProvider {
 }
 
 impl TokenProvider {
+    /// Tokens asked of `base_url` with the app key and secret, paced by `pacer`.
     pub fn new(
         http: reqwest::Client,
-        base_url: &str,
-        app_key: String,
-        app_secret: Secret,
+        (base_url, app_key, app_secret): (&str, &str, &Secret),
         lifetime: Duration,
         pacer: Arc<Pacer>,
         backoff: Backoff,
@@ -129,8 +126,8 @@ impl TokenProvider {
         TokenProvider {
             http,
             url: format!("{base_url}{TOKEN_PATH}"),
-            app_key,
-            app_secret,
+            app_key: app_key.to_owned(),
+            app_secret: app_secret.clone(),
             lifetime,
             pacer,
             backoff,
@@ -338,16 +335,16 @@ impl TokenProvider {
             .map_err(|e| FetchError::transient(super::transport::describe_reqwest(&e), None))?;
         let status = response.status().as_u16();
         let retry_after = super::gateway::retry_after(response.headers());
+        let (url, fatal) = (self.url.clone(), |e| Err(FetchError::Fatal(e)));
         if (300..400).contains(&status) {
             let location = response.headers().get(reqwest::header::LOCATION);
-            return Err(FetchError::Fatal(AuthError::Redirected {
-                url: self.url.clone(),
+            let location = location.and_then(|l| l.to_str().ok()).unwrap_or("nowhere");
+            let location = location.to_owned();
+            return fatal(AuthError::Redirected {
+                url,
                 status,
-                location: location
-                    .and_then(|l| l.to_str().ok())
-                    .unwrap_or("nowhere")
-                    .to_owned(),
-            }));
+                location,
+            });
         }
         let bytes = response
             .bytes()
@@ -355,22 +352,11 @@ impl TokenProvider {
             .map_err(|e| FetchError::transient(super::transport::describe_reqwest(&e), None))?;
         match status {
             200 => {}
-            400 | 401 | 403 => {
-                return Err(FetchError::Fatal(AuthError::Rejected {
-                    url: self.url.clone(),
-                    status,
-                }))
-            }
-            404 => {
-                return Err(FetchError::Fatal(AuthError::WrongUrl {
-                    url: self.url.clone(),
-                }))
-            }
+            400 | 401 | 403 => return fatal(AuthError::Rejected { url, status }),
+            404 => return fatal(AuthError::WrongUrl { url }),
             429 | 405 if super::gateway::quota_exhausted(&bytes) => {
-                return Err(FetchError::Fatal(AuthError::QuotaExhausted {
-                    url: self.url.clone(),
-                    message: format!("HTTP {status}: {}", String::from_utf8_lossy(&bytes)),
-                }))
+                let message = format!("HTTP {status}: {}", String::from_utf8_lossy(&bytes));
+                return fatal(AuthError::QuotaExhausted { url, message });
             }
             429 => {
                 // The token endpoint counts against the same quota: the lookups slow too.

@@ -289,46 +289,39 @@ fn field<T>(
 /// A phone number: a JSON integer of any length, or a string of digits (an optional `+`
 /// first). Never a float, so never rounded and never in scientific notation.
 fn digits(raw: &RawValue) -> Result<Option<String>, String> {
-    let s = raw.get();
-    if s == "null" {
+    let Some(value) = unquoted(raw)? else {
         return Ok(None);
-    }
-    let value = if s.starts_with('"') {
-        let v: String = serde_json::from_str(s).map_err(|e| e.to_string())?;
-        let v = v.trim().to_owned();
-        if v.is_empty() {
-            return Ok(None);
-        }
-        v
-    } else {
-        s.to_owned()
     };
     let body = value.strip_prefix('+').unwrap_or(&value);
     if body.is_empty() || !body.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("expected a phone number of digits, got {s}"));
+        return Err(format!(
+            "expected a phone number of digits, got {}",
+            raw.get()
+        ));
     }
     Ok(Some(value))
 }
 
 /// An integer column: a JSON integer, or a string holding one.
 fn int(raw: &RawValue) -> Result<Option<i64>, String> {
-    let s = raw.get();
-    if s == "null" {
+    let Some(value) = unquoted(raw)? else {
         return Ok(None);
-    }
-    let inner = if s.starts_with('"') {
-        serde_json::from_str::<String>(s).map_err(|e| e.to_string())?
-    } else {
-        s.to_owned()
     };
-    let inner = inner.trim();
-    if inner.is_empty() {
-        return Ok(None);
-    }
-    inner
-        .parse::<i64>()
-        .map(Some)
-        .map_err(|_| format!("expected an integer, got {s}"))
+    let int = value.parse::<i64>();
+    int.map(Some)
+        .map_err(|_| format!("expected an integer, got {}", raw.get()))
+}
+
+/// A scalar's text: a string's content, trimmed, or a number as written; `None` for null
+/// or a blank string.
+fn unquoted(raw: &RawValue) -> Result<Option<String>, String> {
+    let s = raw.get();
+    let text = match s.starts_with('"') {
+        true => serde_json::from_str::<String>(s).map_err(|e| e.to_string())?,
+        false => s.to_owned(),
+    };
+    let text = text.trim();
+    Ok((s != "null" && !text.is_empty()).then(|| text.to_owned()))
 }
 
 /// A text column: a JSON string, or a number kept as its JSON text.
@@ -457,34 +450,21 @@ mod tests {
     fn not_found_and_bad_bodies() {
         assert_eq!(parse_answer(b"{}", "c1"), Ok(None));
         assert_eq!(parse_answer(b"{\"caller\": null}", "c1"), Ok(None));
-        assert!(matches!(
-            parse_answer(b"", "c1"),
-            Err(BadAnswer::Garbled(_))
-        ));
-        assert!(matches!(
-            parse_answer(b"<html>", "c1"),
-            Err(BadAnswer::Garbled(_))
-        ));
-        assert!(matches!(
-            parse_answer(b"{\"caller\": 1", "c1"),
-            Err(BadAnswer::Garbled(_))
-        ));
-        assert!(matches!(
-            parse_answer(b"[1]", "c1"),
-            Err(BadAnswer::Wrong(_))
-        ));
-        assert!(matches!(
-            parse_answer(br#"{"callId": "c2", "caller": 1}"#, "c1"),
-            Err(BadAnswer::Wrong(_))
-        ));
-        assert!(matches!(
-            parse_answer(br#"{"caller": 1.5e19}"#, "c1"),
-            Err(BadAnswer::Wrong(_))
-        ));
-        assert!(matches!(
-            parse_answer(br#"{"callType": "voice"}"#, "c1"),
-            Err(BadAnswer::Wrong(_))
-        ));
+        let garbled: [&[u8]; 3] = [b"", b"<html>", b"{\"caller\": 1"];
+        for body in garbled {
+            let parsed = parse_answer(body, "c1");
+            assert!(matches!(parsed, Err(BadAnswer::Garbled(_))), "{body:?}");
+        }
+        let wrong: [&[u8]; 4] = [
+            b"[1]",
+            br#"{"callId": "c2", "caller": 1}"#,
+            br#"{"caller": 1.5e19}"#,
+            br#"{"callType": "voice"}"#,
+        ];
+        for body in wrong {
+            let parsed = parse_answer(body, "c1");
+            assert!(matches!(parsed, Err(BadAnswer::Wrong(_))), "{body:?}");
+        }
     }
 
     proptest::proptest! {

@@ -35,11 +35,14 @@ use crate::Shutdown;
 pub use lookup::Lookups;
 pub use memo::Memo;
 pub use queue::Queue;
-pub use stats::Stats;
+pub use stats::{Quantiles, Stats};
 
 use lookup::Step;
 use queue::{Cell, Queued};
 
+/// Input bytes the reorder window may hold while a slow row keeps its batch from the
+/// writer: rows behind it go on being looked up until this much waits.
+const WINDOW_BYTES: usize = 64 << 20;
 /// Keys that must fail the same way, before any succeeds, to call a failure systemic.
 pub const SYSTEMIC_KEYS: u32 = 10;
 
@@ -246,10 +249,6 @@ struct Held {
 pub struct Engine {
     pub shared: Arc<Shared>,
     pub concurrency: usize,
-    /// Bytes of input the reorder window holds at most.
-    pub window_bytes: usize,
-    /// Rows queued for a first lookup at most: how far reading runs ahead of the lookups.
-    pub read_ahead: usize,
     /// How long lookups in flight may take to finish after a stop.
     pub grace: Duration,
     /// When to stop admitting rows (`--deadline`, `--max-duration`).
@@ -311,13 +310,8 @@ impl Engine {
         let stats = &shared.lookups.stats;
         let journal = shared.memo.journal.clone();
         let cache = shared.memo.cache.clone();
-        let cache_failed = async {
-            match &cache {
-                Some(c) => c.failed().cancelled().await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::pin!(cache_failed);
+        let no_cache = CancellationToken::new();
+        let cache_failed = cache.as_ref().map_or(&no_cache, |c| c.failed());
         let mut window: VecDeque<Held> = VecDeque::new();
         let mut held_bytes = 0;
         let mut input_ended = false;
@@ -336,9 +330,10 @@ impl Engine {
             if input_ended && window.is_empty() {
                 return Ok(End::Complete);
             }
+            // How far reading runs ahead of the lookups is bounded apart from the window.
             let admit = !input_ended
-                && held_bytes < self.window_bytes
-                && shared.queue.fresh_len() < self.read_ahead;
+                && held_bytes < WINDOW_BYTES
+                && shared.queue.fresh_len() < 2 * self.concurrency;
             tokio::select! {
                 biased;
                 _ = shutdown.stop.cancelled() => return Ok(End::Interrupted),
@@ -347,12 +342,13 @@ impl Engine {
                     EngineError::QuotaExhausted(message) => Ok(End::QuotaExhausted(message)),
                     e => Err(e),
                 },
-                _ = journal.failed().cancelled() => return Err(store_error(&journal)),
-                _ = &mut cache_failed => {
-                    return Err(cache
-                        .as_ref()
-                        .and_then(|c| c.error())
-                        .expect("a cache fires `failed` after setting its error"))
+                _ = journal.failed().cancelled() => {
+                    let e = journal.error().expect("a store fires `failed` after setting its error");
+                    return Err(e.into());
+                }
+                _ = cache_failed.cancelled() => {
+                    let e = cache.as_ref().and_then(|c| c.error());
+                    return Err(e.expect("a cache fires `failed` after setting its error"));
                 }
                 _ = shared.settled.notified() => {}
                 read = batches.recv(), if admit => match read {
@@ -411,13 +407,6 @@ fn release(held: &mut Held, stats: &Stats) -> bool {
     true
 }
 
-fn store_error(store: &crate::store::Store) -> EngineError {
-    store
-        .error()
-        .expect("a store fires `failed` after setting its error")
-        .into()
-}
-
 /// Stops a run whose first lookups all fail the same way (401 after refresh, 400 for a
 /// wrong tenant, 5xx everywhere): better one clear line than millions of report lines.
 /// Counted per key looked up, so duplicate rows of one bad ID do not stop a run.
@@ -430,36 +419,29 @@ struct Systemic {
 
 impl Systemic {
     fn observe(&mut self, outcome: &Outcome) -> Result<(), EngineError> {
-        if self.disarmed {
+        let failure = match outcome {
+            _ if self.disarmed => return Ok(()),
+            Outcome::Failed(f) if f.kind == LookupKind::InvalidInput => return Ok(()),
+            Outcome::Failed(f) if f.kind != LookupKind::NotFound => f,
+            // An answer, even "no such call", shows that lookups work.
+            _ => {
+                self.disarmed = true;
+                return Ok(());
+            }
+        };
+        if self.kind == Some(failure.kind) {
+            self.count += 1;
+        } else {
+            (self.kind, self.count) = (Some(failure.kind), 1);
+        }
+        if self.count < SYSTEMIC_KEYS {
             return Ok(());
         }
-        let failure = match outcome {
-            Outcome::Ok(_) => {
-                self.disarmed = true;
-                return Ok(());
-            }
-            Outcome::Failed(f) => f,
-        };
-        match failure.kind {
-            LookupKind::InvalidInput => return Ok(()),
-            LookupKind::NotFound => {
-                self.disarmed = true;
-                return Ok(());
-            }
-            kind if Some(kind) == self.kind => self.count += 1,
-            kind => {
-                self.kind = Some(kind);
-                self.count = 1;
-            }
-        }
-        if self.count >= SYSTEMIC_KEYS {
-            self.disarmed = true;
-            return Err(EngineError::Systemic {
-                keys: self.count,
-                kind: failure.kind,
-                message: failure.message.clone(),
-            });
-        }
-        Ok(())
+        self.disarmed = true;
+        Err(EngineError::Systemic {
+            keys: self.count,
+            kind: failure.kind,
+            message: failure.message.clone(),
+        })
     }
 }

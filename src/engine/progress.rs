@@ -79,28 +79,23 @@ impl Progress {
         mode: ProgressMode,
         fields: bool,
         interval: Duration,
-        stats: Arc<Stats>,
-        pacer: Arc<Pacer>,
+        engine: &super::Engine,
         size: Size,
-        stop_at: Option<Instant>,
     ) -> Progress {
         let stop = CancellationToken::new();
         let view = Arc::new(View {
-            stats,
-            pacer,
+            stats: engine.shared.lookups.stats.clone(),
+            pacer: engine.shared.lookups.pacer.clone(),
             size,
             started: Instant::now(),
-            stop_at,
+            stop_at: engine.stop_at,
         });
-        let bar = match mode {
-            ProgressMode::Never => None,
-            ProgressMode::Always => Some(true),
-            ProgressMode::Auto => Some(std::io::stderr().is_terminal()),
-        };
-        let task = match bar {
-            None => tokio::spawn(async {}),
-            Some(true) => tokio::spawn(draw_bar(view.clone(), stop.clone())),
-            Some(false) => tokio::spawn(log_lines(view.clone(), interval, fields, stop.clone())),
+        let task = match mode {
+            ProgressMode::Never => tokio::spawn(async {}),
+            ProgressMode::Auto if !std::io::stderr().is_terminal() => {
+                tokio::spawn(log_lines(view.clone(), interval, fields, stop.clone()))
+            }
+            _ => tokio::spawn(draw_bar(view.clone(), stop.clone())),
         };
         Progress { stop, task, view }
     }

@@ -9,6 +9,21 @@ use hdrhistogram::Histogram;
 
 use crate::outcome::{LookupKind, Outcome};
 
+/// Latency quantiles, in milliseconds.
+#[derive(serde::Serialize, Debug, Clone, Copy)]
+pub struct Quantiles {
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl std::fmt::Display for Quantiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}/{} ms", self.p50, self.p95, self.p99, self.max)
+    }
+}
+
 #[derive(Default)]
 pub struct Stats {
     /// Rows handed to the writer, in order.
@@ -53,18 +68,18 @@ impl Latency {
     }
 
     /// p50, p95, p99 and max, in milliseconds; `None` with no sample.
-    pub fn quantiles_ms(&self) -> Option<[f64; 4]> {
+    pub fn quantiles_ms(&self) -> Option<Quantiles> {
         let h = self.0.lock().unwrap();
         if h.is_empty() {
             return None;
         }
         let ms = |us: u64| (us as f64 / 100.0).round() / 10.0;
-        Some([
-            ms(h.value_at_quantile(0.5)),
-            ms(h.value_at_quantile(0.95)),
-            ms(h.value_at_quantile(0.99)),
-            ms(h.max()),
-        ])
+        Some(Quantiles {
+            p50: ms(h.value_at_quantile(0.5)),
+            p95: ms(h.value_at_quantile(0.95)),
+            p99: ms(h.value_at_quantile(0.99)),
+            max: ms(h.max()),
+        })
     }
 }
 

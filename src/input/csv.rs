@@ -136,19 +136,15 @@ impl CsvReader {
             Some(first) => first?,
             None => self.read_text()?,
         };
-        match (&self.typing, batch) {
-            (Some(typing), Ok(mut batch)) => {
-                match typing.apply(&batch.data, &self.file, batch.first_row) {
-                    Ok(data) => batch.data = data,
-                    Err(e) => {
-                        self.done = true;
-                        return Some(Err(e));
-                    }
-                }
-                Some(Ok(batch))
-            }
-            (_, batch) => Some(batch),
-        }
+        let Some(typing) = &self.typing else {
+            return Some(batch);
+        };
+        let typed = batch.and_then(|mut b| {
+            b.data = typing.apply(&b.data, &self.file, b.first_row)?;
+            Ok(b)
+        });
+        self.done |= typed.is_err();
+        Some(typed)
     }
 
     /// The next batch, every column as text.

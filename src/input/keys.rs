@@ -25,6 +25,8 @@ pub struct FieldSpec {
 
 struct Field {
     wanted: &'static str,
+    /// How a row's empty cell is named.
+    name: &'static str,
     aliases: &'static [&'static str],
     flag: &'static str,
     /// The flags that name the column, and give the value for every row.
@@ -32,46 +34,58 @@ struct Field {
     default_flag: &'static str,
 }
 
-const CALL_ID: Field = Field {
-    wanted: "call ID",
-    aliases: &["callId", "call_id", "callid"],
-    flag: "name it with --call-id-column",
-    column_flag: "--call-id-column",
-    default_flag: "-",
-};
-const USER_ID: Field = Field {
-    wanted: "user ID",
-    aliases: &["userId", "user_id", "userid"],
-    flag: "name it with --user-id-column, or give every row one with --user-id or env CEC_USER_ID",
-    column_flag: "--user-id-column",
-    default_flag: "--user-id (CEC_USER_ID)",
-};
-const TENANT_ID: Field = Field {
-    wanted: "tenant ID",
-    aliases: &["tenantId", "tenant_id", "tenantid"],
-    flag: "name it with --tenant-id-column, or give every row one with --tenant-id or env CEC_TENANT_ID",
-    column_flag: "--tenant-id-column",
-    default_flag: "--tenant-id (CEC_TENANT_ID)",
-};
-const AGENT_ID: Field = Field {
-    wanted: "agent ID",
-    aliases: &["agentId", "agent_id", "agentid"],
-    flag:
-        "name it with --agent-id-column, or give every row one with --agent-id or env CEC_AGENT_ID",
-    column_flag: "--agent-id-column",
-    default_flag: "--agent-id (CEC_AGENT_ID)",
-};
+/// The key's fields, in the order of [`KeySpec::fields`] and of [`CallKey::new`].
+const FIELDS: [Field; 4] = [
+    Field {
+        wanted: "call ID",
+        name: "callId",
+        aliases: &["callId", "call_id", "callid"],
+        flag: "name it with --call-id-column",
+        column_flag: "--call-id-column",
+        default_flag: "-",
+    },
+    Field {
+        wanted: "user ID",
+        name: "userId",
+        aliases: &["userId", "user_id", "userid"],
+        flag: "name it with --user-id-column, or give every row one with --user-id or env CEC_USER_ID",
+        column_flag: "--user-id-column",
+        default_flag: "--user-id (CEC_USER_ID)",
+    },
+    Field {
+        wanted: "tenant ID",
+        name: "tenantId",
+        aliases: &["tenantId", "tenant_id", "tenantid"],
+        flag: "name it with --tenant-id-column, or give every row one with --tenant-id or env CEC_TENANT_ID",
+        column_flag: "--tenant-id-column",
+        default_flag: "--tenant-id (CEC_TENANT_ID)",
+    },
+    Field {
+        wanted: "agent ID",
+        name: "agentId",
+        aliases: &["agentId", "agent_id", "agentid"],
+        flag: "name it with --agent-id-column, or give every row one with --agent-id or env CEC_AGENT_ID",
+        column_flag: "--agent-id-column",
+        default_flag: "--agent-id (CEC_AGENT_ID)",
+    },
+];
 
-/// Where each key field comes from in this input.
-#[derive(Clone, Debug)]
-pub struct KeyColumns {
-    call_id: Column,
-    user_id: Column,
-    tenant_id: Column,
-    agent_id: Column,
+impl KeySpec {
+    fn fields(&self) -> [&FieldSpec; 4] {
+        [
+            &self.call_id,
+            &self.user_id,
+            &self.tenant_id,
+            &self.agent_id,
+        ]
+    }
 }
 
+/// Where each key field comes from in this input, in the order of [`FIELDS`].
 #[derive(Clone, Debug)]
+pub struct KeyColumns([Column; 4]);
+
+#[derive(Clone, Debug, Default)]
 struct Column {
     index: Option<usize>,
     default: Option<String>,
@@ -81,27 +95,16 @@ impl KeyColumns {
     /// Every missing column is named at once, with the flags that supply it.
     pub fn find(schema: &Schema, spec: &KeySpec, file: &str) -> Result<KeyColumns, InputError> {
         let mut missing = Vec::new();
-        let mut find = |spec: &FieldSpec, field: &Field, required: bool| match locate(
-            schema, spec, field, file, required,
-        ) {
-            Ok(column) => Ok(column),
-            Err(Located::Missing(what)) => {
-                missing.push(what);
-                Ok(Column {
-                    index: None,
-                    default: None,
-                })
+        let mut columns: [Column; 4] = Default::default();
+        for (i, spec) in spec.fields().into_iter().enumerate() {
+            match locate(schema, spec, &FIELDS[i], file, i == 0) {
+                Ok(column) => columns[i] = column,
+                Err(Located::Missing(what)) => missing.push(what),
+                Err(Located::Error(e)) => return Err(e),
             }
-            Err(Located::Error(e)) => Err(e),
-        };
-        let columns = KeyColumns {
-            call_id: find(&spec.call_id, &CALL_ID, true)?,
-            user_id: find(&spec.user_id, &USER_ID, false)?,
-            tenant_id: find(&spec.tenant_id, &TENANT_ID, false)?,
-            agent_id: find(&spec.agent_id, &AGENT_ID, false)?,
-        };
+        }
         if missing.is_empty() {
-            return Ok(columns);
+            return Ok(KeyColumns(columns));
         }
         let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
         Err(InputError::MissingColumns {
@@ -116,49 +119,37 @@ impl KeyColumns {
         })
     }
 
-    /// The key of every row of `batch`.
     /// The columns the keys come from: they stay text whatever `--infer-types` finds.
     pub fn indices(&self) -> Vec<usize> {
-        [
-            &self.call_id,
-            &self.user_id,
-            &self.tenant_id,
-            &self.agent_id,
-        ]
-        .iter()
-        .filter_map(|c| c.index)
-        .collect()
+        self.0.iter().filter_map(|c| c.index).collect()
     }
 
+    /// The key of every row of `batch`.
     pub fn extract(&self, batch: &RecordBatch) -> Vec<RowKey> {
-        let read = |c: &Column| {
-            c.index.map(|i| {
-                Text::new(batch.column(i).as_ref())
-                    .expect("key column types are checked when the input is opened")
+        let cells: Vec<Option<Text>> = (self.0.iter())
+            .map(|c| {
+                c.index.map(|i| {
+                    Text::new(batch.column(i).as_ref())
+                        .expect("key column types are checked when the input is opened")
+                })
             })
-        };
-        let cols = [
-            (&self.call_id, read(&self.call_id), "callId"),
-            (&self.user_id, read(&self.user_id), "userId"),
-            (&self.tenant_id, read(&self.tenant_id), "tenantId"),
-            (&self.agent_id, read(&self.agent_id), "agentId"),
-        ];
+            .collect();
         let mut out = Vec::with_capacity(batch.num_rows());
         let mut cell = String::new();
         for row in 0..batch.num_rows() {
             let mut values: [Box<str>; 4] = Default::default();
             let mut missing = None;
-            for (slot, (column, cells, name)) in values.iter_mut().zip(&cols) {
-                let text = match cells {
+            for (i, slot) in values.iter_mut().enumerate() {
+                let text = match &cells[i] {
                     Some(cells) => cells.get(row, &mut cell),
                     None => "",
                 };
                 let mut value = text.trim();
                 if value.is_empty() {
-                    value = column.default.as_deref().unwrap_or("");
+                    value = self.0[i].default.as_deref().unwrap_or("");
                 }
                 if value.is_empty() && missing.is_none() {
-                    missing = Some(*name);
+                    missing = Some(FIELDS[i].name);
                 }
                 *slot = value.into();
             }
@@ -246,29 +237,26 @@ fn bare(name: &str) -> String {
 /// default stands in for a column (which is then said at info level, never silently).
 pub fn key_sources(schema: &Schema, spec: &KeySpec) -> (String, bool) {
     let mut defaulted = false;
-    let mut from = |spec: &FieldSpec, field: &Field| {
-        let found = locate(schema, spec, field, "", false).ok();
-        match found.and_then(|c| c.index) {
-            Some(i) => format!("{} from column `{}`", field.wanted, schema.field(i).name()),
-            None => {
-                defaulted = true;
-                format!("{} from {} for every row", field.wanted, field.default_flag)
+    let text: Vec<String> = (spec.fields().into_iter().zip(&FIELDS))
+        .map(|(spec, field)| {
+            match locate(schema, spec, field, "", false)
+                .ok()
+                .and_then(|c| c.index)
+            {
+                Some(i) => format!("{} from column `{}`", field.wanted, schema.field(i).name()),
+                None => {
+                    defaulted = true;
+                    format!("{} from {} for every row", field.wanted, field.default_flag)
+                }
             }
-        }
-    };
-    let text = [
-        from(&spec.call_id, &CALL_ID),
-        from(&spec.user_id, &USER_ID),
-        from(&spec.tenant_id, &TENANT_ID),
-        from(&spec.agent_id, &AGENT_ID),
-    ]
-    .join(", ");
-    (text, defaulted)
+        })
+        .collect();
+    (text.join(", "), defaulted)
 }
 
 /// The name of `schema`'s call-ID column as `spec` finds it, if it has one.
 pub fn call_id_column<'a>(schema: &'a Schema, spec: &FieldSpec) -> Option<&'a str> {
-    let column = locate(schema, spec, &CALL_ID, "", true).ok()?;
+    let column = locate(schema, spec, &FIELDS[0], "", true).ok()?;
     Some(schema.field(column.index?).name())
 }
 

@@ -35,10 +35,6 @@ impl AtomicFile {
         })
     }
 
-    pub fn target(&self) -> &Path {
-        &self.target
-    }
-
     pub fn temp_path(&self) -> &Path {
         self.tmp.path()
     }

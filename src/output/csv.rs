@@ -11,55 +11,43 @@ use crate::input::Codec;
 use crate::text::Text;
 
 pub(super) struct CsvRows {
-    writer: csv::Writer<Encoder>,
+    writer: csv::Writer<Box<dyn Encoder>>,
     columns: Selection,
 }
 
 /// The sink, through the output's compression. Streamed: a block at a time.
-enum Encoder {
-    Plain(Sink),
-    Gzip(flate2::write::GzEncoder<Sink>),
-    Zstd(zstd::stream::write::Encoder<'static, Sink>),
-}
-
-impl Encoder {
-    fn new(sink: Sink, codec: Codec) -> io::Result<Encoder> {
-        Ok(match codec {
-            Codec::None => Encoder::Plain(sink),
-            Codec::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
-                sink,
-                flate2::Compression::default(),
-            )),
-            Codec::Zstd => Encoder::Zstd(zstd::stream::write::Encoder::new(sink, 0)?),
-        })
-    }
-
+trait Encoder: Write + Send {
     /// The compressed stream ended, and the sink it went to.
-    fn finish(self) -> io::Result<Sink> {
-        match self {
-            Encoder::Plain(sink) => Ok(sink),
-            Encoder::Gzip(e) => e.finish(),
-            Encoder::Zstd(e) => e.finish(),
-        }
+    fn finish(self: Box<Self>) -> io::Result<Sink>;
+}
+
+impl Encoder for Sink {
+    fn finish(self: Box<Self>) -> io::Result<Sink> {
+        Ok(*self)
     }
 }
 
-impl Write for Encoder {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Encoder::Plain(s) => s.write(buf),
-            Encoder::Gzip(e) => e.write(buf),
-            Encoder::Zstd(e) => e.write(buf),
-        }
+impl Encoder for flate2::write::GzEncoder<Sink> {
+    fn finish(self: Box<Self>) -> io::Result<Sink> {
+        flate2::write::GzEncoder::finish(*self)
     }
+}
 
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Encoder::Plain(s) => s.flush(),
-            Encoder::Gzip(e) => e.flush(),
-            Encoder::Zstd(e) => e.flush(),
-        }
+impl Encoder for zstd::stream::write::Encoder<'static, Sink> {
+    fn finish(self: Box<Self>) -> io::Result<Sink> {
+        zstd::stream::write::Encoder::finish(*self)
     }
+}
+
+fn encoder(sink: Sink, codec: Codec) -> io::Result<Box<dyn Encoder>> {
+    Ok(match codec {
+        Codec::None => Box::new(sink),
+        Codec::Gzip => Box::new(flate2::write::GzEncoder::new(
+            sink,
+            flate2::Compression::default(),
+        )),
+        Codec::Zstd => Box::new(zstd::stream::write::Encoder::new(sink, 0)?),
+    })
 }
 
 /// A CSV writer as `layout` asks: its separator, and for `--excel` a UTF-8 BOM and CRLF
@@ -113,7 +101,7 @@ impl CsvRows {
             }
         }
         let io = OutputError::io(name);
-        let encoder = Encoder::new(sink, codec).map_err(&io)?;
+        let encoder = encoder(sink, codec).map_err(&io)?;
         let mut writer = writer(encoder, layout.delimiter, layout.excel).map_err(&io)?;
         let header = schema
             .fields()

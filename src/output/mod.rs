@@ -153,9 +153,9 @@ impl Sink {
         }
     }
 
-    fn temp_file(&self) -> Option<(PathBuf, PathBuf)> {
+    fn temp_file(&self) -> Option<PathBuf> {
         match self {
-            Sink::File(f) => Some((f.target().to_owned(), f.temp_path().to_owned())),
+            Sink::File(f) => Some(f.temp_path().to_owned()),
             _ => None,
         }
     }
@@ -222,8 +222,8 @@ pub struct Writer {
     rows: Rows,
     rows_name: String,
     report: report::Report,
-    /// Each final name, with the temporary file this writer made for it.
-    files: Vec<(PathBuf, PathBuf)>,
+    /// The temporary files this writer made.
+    temp_files: Vec<PathBuf>,
     /// The uploads this writer may leave unfinished.
     aborters: Vec<Aborter>,
 }
@@ -242,32 +242,23 @@ impl Writer {
         check_columns(input_schema, layout)?;
         let rows_name = dest.name();
         let sink = Sink::open(dest, uploads)?;
-        let files: Vec<_> = sink.temp_file().into_iter().collect();
+        let mut temp_files: Vec<_> = sink.temp_file().into_iter().collect();
         let mut aborters: Vec<_> = sink.aborter().into_iter().collect();
+        let (schema, name) = (input_schema, &rows_name);
         let rows = match format {
-            Format::Csv(codec) => Rows::Csv(csv::CsvRows::new(
-                sink,
-                codec,
-                input_schema,
-                layout,
-                &rows_name,
-            )?),
-            Format::Parquet => Rows::Parquet(parquet::ParquetRows::new(
-                sink,
-                input_schema,
-                layout,
-                &rows_name,
-            )?),
+            Format::Csv(codec) => Rows::Csv(csv::CsvRows::new(sink, codec, schema, layout, name)?),
+            Format::Parquet => {
+                Rows::Parquet(parquet::ParquetRows::new(sink, schema, layout, name)?)
+            }
         };
         let report = report::Report::create(errors, uploads, layout)?;
-        let mut files = files;
-        files.extend(report.sink().temp_file());
+        temp_files.extend(report.sink().temp_file());
         aborters.extend(report.sink().aborter());
         Ok(Writer {
             rows,
             rows_name,
             report,
-            files,
+            temp_files,
             aborters,
         })
     }
@@ -282,16 +273,7 @@ impl Writer {
 
     /// The temporary files this writer made (kept when a killed run's leftovers go).
     pub fn temp_files(&self) -> Vec<PathBuf> {
-        self.files.iter().map(|(_, tmp)| tmp.clone()).collect()
-    }
-
-    /// Remove what killed runs left beside the final names. Only once this run holds the
-    /// output's lock: before, they may be another live run's files.
-    pub fn remove_leftovers(&self) {
-        let ours: Vec<PathBuf> = self.files.iter().map(|(_, tmp)| tmp.clone()).collect();
-        for (target, _) in &self.files {
-            remove_leftovers(target, &ours);
-        }
+        self.temp_files.clone()
     }
 
     pub fn write(&mut self, done: &Done) -> Result<(), OutputError> {

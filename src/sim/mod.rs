@@ -13,7 +13,7 @@ pub use knobs::{Gateway, Knobs};
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::{Body, Bytes};
@@ -76,15 +76,6 @@ pub async fn serve(
     axum::serve(listener, app)
         .with_graceful_shutdown(signal)
         .await
-}
-
-/// The scheme clients must use: `https` when the simulator was given `--tls-dir`.
-pub fn scheme(knobs: &Knobs) -> &'static str {
-    if knobs.tls_dir.is_some() {
-        "https"
-    } else {
-        "http"
-    }
 }
 
 /// HTTPS: axum's `serve` speaks plain TCP, so connections are accepted here, wrapped in
@@ -302,19 +293,12 @@ async fn set_quota(State(sim): State<Arc<Sim>>, uri: axum::http::Uri) -> Respons
         .query()
         .and_then(|q| q.strip_prefix("left="))
         .map(|v| (v, v.parse::<u64>().ok()));
-    match left {
-        Some(("none", _)) => {
-            *sim.daily_left
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) = None
-        }
-        Some((_, Some(n))) => {
-            *sim.daily_left
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) = Some(n)
-        }
+    let left = match left {
+        Some(("none", _)) => None,
+        Some((_, Some(n))) => Some(n),
         _ => return (StatusCode::BAD_REQUEST, "use ?left=N or ?left=none").into_response(),
-    }
+    };
+    *sim.daily_left.lock().unwrap() = left;
     // Not an API answer: not counted in the stats.
     StatusCode::OK.into_response()
 }
@@ -387,10 +371,7 @@ impl Sim {
 
     /// Take one request from the day's quota; `false` when it is used up.
     fn spend_daily(&self) -> bool {
-        let mut left = self
-            .daily_left
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut left = self.daily_left.lock().unwrap();
         match &mut *left {
             None => true,
             Some(0) => false,
@@ -439,7 +420,7 @@ impl Sim {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         let Some(token) = token else { return false };
-        let tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
+        let tokens = self.tokens.lock().unwrap();
         tokens
             .live
             .get(token)
@@ -453,7 +434,7 @@ impl Sim {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
-        let mut tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut tokens = self.tokens.lock().unwrap();
         tokens.issued += 1;
         let tag = draw::mix(self.knobs.seed ^ draw::mix(tokens.issued ^ nanos));
         let token = format!("simtok-{}-{tag:016x}", tokens.issued);

@@ -84,11 +84,9 @@ pub struct Environment {
 
 impl Environment {
     pub fn new(base_url: &str, app_key: &str) -> Environment {
-        let digest = ring::digest::digest(&ring::digest::SHA256, app_key.as_bytes());
-        let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
         Environment {
             base_url: base_url.to_owned(),
-            app_key_sha256: hex,
+            app_key_sha256: crate::key::sha256_hex(app_key, 32),
         }
     }
 
