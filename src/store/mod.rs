@@ -298,19 +298,24 @@ impl Store {
         // Memory first, for every key, and only then the file. A record leaves `pending`
         // once it is committed, so a key not pending now is in any snapshot taken after
         // now: the read transaction's snapshot starts after this pass, never before it.
-        let keys: Vec<(&CallKey, Option<Arc<Outcome>>)> =
-            keys.into_iter().map(|k| (k, self.pending(k.id))).collect();
+        let mut found: Vec<Hit> = Vec::new();
+        let mut ask: Vec<(usize, &CallKey)> = Vec::new();
+        for key in keys {
+            match self.pending(key.id) {
+                Some(outcome) => found.push(Some((outcome, Found::ThisRun))),
+                None => {
+                    ask.push((found.len(), key));
+                    found.push(None);
+                }
+            }
+        }
         let conn = self.reader.lock().unwrap();
-        let stored = read(&conn, &self.path, keys.iter().map(|(k, _)| *k))?;
+        let stored = read(&conn, &self.path, ask.iter().map(|(_, k)| *k))?;
         let (ttl, now) = (self.role.ttl(), now_ms());
-        Ok(keys
-            .into_iter()
-            .zip(stored)
-            .map(|((_, pending), row)| match pending {
-                Some(outcome) => Some((outcome, Found::ThisRun)),
-                None => row.and_then(|r| reusable(r, self.run, ttl, now)),
-            })
-            .collect())
+        for ((at, _), row) in ask.into_iter().zip(stored) {
+            found[at] = row.and_then(|r| reusable(r, self.run, ttl, now));
+        }
+        Ok(found)
     }
 
     /// Record an outcome for this run. Waits only when the writer is far behind.
@@ -346,7 +351,10 @@ impl Store {
 
     /// Whether any outcome was ever recorded.
     pub fn is_empty(&self) -> Result<bool, StoreError> {
-        Ok(self.count()? == 0)
+        let conn = self.reader.lock().unwrap();
+        let sql = "SELECT NOT EXISTS (SELECT 1 FROM outcomes)";
+        conn.query_row(sql, [], |r| r.get(0))
+            .map_err(sqlite_error(&self.path.display().to_string()))
     }
 }
 

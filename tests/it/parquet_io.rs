@@ -2,7 +2,6 @@
 //! are sent as digits, and an independent reader (pyarrow) sees the contract's schema.
 
 use std::fs::File;
-use std::process::Command;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
@@ -196,17 +195,8 @@ print(json.dumps({
     "rows": t.to_pylist(),
 }))
 "#;
-    let out = Command::new("python3")
-        .args(["-c", script])
-        .arg(wd.path("out.parquet"))
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "pyarrow: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got: serde_json::Value =
+        serde_json::from_str(&python(script, &wd.path("out.parquet"))).unwrap();
     let schema = serde_json::json!([
         ["callId", "string", false],
         ["userId", "string", false],
